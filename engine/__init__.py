@@ -1,0 +1,1 @@
+"""dest-engine: declarative audience activation into SaaS destinations."""

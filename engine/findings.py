@@ -1,0 +1,133 @@
+"""Findings: what is wrong, where (file, line, JSON pointer), and how bad.
+
+Every check in dest-engine reports `Finding`s instead of raising on the first
+problem, so a user sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from json_source_map import calculate
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in a file: `file:line:column: pointer: message`."""
+
+    file: str
+    message: str
+    pointer: str = ""
+    line: int | None = None
+    column: int | None = None
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        pointer = f" {self.pointer}:" if self.pointer else ""
+        label = "" if self.severity == "error" else " warning:"
+        return f"{where}:{label}{pointer} {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class InvalidInput(Exception):
+    """Raised with the findings that make an input unusable."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        super().__init__("\n".join(str(f) for f in findings))
+        self.findings = findings
+
+
+class UnreadableInput(Exception):
+    """A file that cannot be read at all (missing, a folder, no permission)."""
+
+
+def display_path(path: Path) -> str:
+    """The path as the user would type it: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+@dataclass
+class Document:
+    """A parsed JSON file that can say where each JSON pointer is."""
+
+    path: Path
+    name: str
+    data: Any
+    text: str
+
+    def location(self, pointer: str, *, key: bool = False) -> tuple[int | None, int | None]:
+        """1-based line and column of the value at `pointer` (or of its key)."""
+        entries = _source_map(self.text)
+        entry = entries.get(pointer)
+        while entry is None and pointer:
+            pointer = pointer.rsplit("/", 1)[0]
+            entry = entries.get(pointer)
+        if entry is None:
+            return None, None
+        place = entry.key_start if key and entry.key_start is not None else entry.value_start
+        return place.line + 1, place.column + 1
+
+    def finding(
+        self, pointer: str, message: str, *, key: bool = False, severity: Severity = "error"
+    ) -> Finding:
+        line, column = self.location(pointer, key=key)
+        return Finding(self.name, message, pointer, line, column, severity)
+
+
+_SOURCE_MAPS: dict[int, dict[str, Any]] = {}
+
+
+def _source_map(text: str) -> dict[str, Any]:
+    key = hash(text)
+    if key not in _SOURCE_MAPS:
+        _SOURCE_MAPS.clear()
+        _SOURCE_MAPS[key] = calculate(text)
+    return _SOURCE_MAPS[key]
+
+
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file, turning OS errors into `UnreadableInput` with a clear message."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UnreadableInput(f"{display_path(path)}: no such file") from None
+    except IsADirectoryError:
+        raise UnreadableInput(f"{display_path(path)}: is a folder, not a file") from None
+    except PermissionError:
+        raise UnreadableInput(f"{display_path(path)}: permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise UnreadableInput(
+            f"{display_path(path)}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+
+
+def load_document(path: Path) -> Document:
+    """Read and parse a JSON file; a syntax error becomes a finding with line and column."""
+    name = display_path(path)
+    text = read_text(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        finding = Finding(name, f"invalid JSON: {exc.msg}", "", exc.lineno, exc.colno)
+        raise InvalidInput([finding]) from None
+    return Document(path, name, data, text)
+
+
+def pointer_of(path: Any) -> str:
+    """JSON pointer (RFC 6901) for a sequence of keys and indexes."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)

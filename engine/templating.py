@@ -1,0 +1,628 @@
+"""Templating: a Batch becomes a Request (method, URL, headers, body).
+
+One sandboxed Jinja environment with the Destination SDK's context and
+helpers. What a template prints is escaped for where it lands, so no profile
+value can change the structure of a JSON body or the path of a URL:
+
+- JSON bodies: `{{ x }}` prints a string as JSON string *content* (quotes,
+  backslashes and control characters escaped; write the quotes around it in
+  the template) and any other value as a JSON literal. `tojson` / `raw` print
+  a whole JSON value.
+- URLs: every printed value is percent-encoded (`/`, `?`, `#` included).
+- Headers: a value with a line break is refused.
+
+The same module checks templates statically: every name a template reads
+must exist in the context the spec defines (`input.profle` is reported).
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from urllib.parse import quote, urlencode, urlsplit
+
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
+from jinja2.environment import Template
+from jinja2.runtime import Undefined
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+if TYPE_CHECKING:
+    from engine.aggregation import Batch
+    from engine.spec import Spec
+
+Kind = Literal["url", "header", "body", "message"]
+JSON_CONTENT = re.compile(r"^application/(json|[\w.+-]+\+json)\b", re.IGNORECASE)
+REDACTED = "[REDACTED]"
+
+
+class Entry(NamedTuple):
+    """What iterating a map yields in a template: `entry.key`, `entry.value`."""
+
+    key: str
+    value: Any
+
+
+class Map(dict[str, Any]):
+    """A dict whose iteration yields `Entry(key, value)`, as Destination SDK templates expect."""
+
+    def __iter__(self) -> Iterator[Entry]:  # type: ignore[override]
+        return (Entry(k, v) for k, v in self.items())
+
+
+class TemplateEnvironment(SandboxedEnvironment):
+    """Sandboxed Jinja where `a.b` on a dict reads the key `b` (data before methods)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict):
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
+# --- helpers named as in the Destination SDK --------------------------------
+
+ADDED_STATUSES = ("realized", "existing")
+
+
+def _status(membership: Any) -> Any:
+    return membership.get("status") if isinstance(membership, dict) else None
+
+
+def added_segments(segments: Mapping[str, Any]) -> Map:
+    """Audiences the profile is in (status realized, or the older existing)."""
+    return Map((k, v) for k, v in segments.items() if _status(v) in ADDED_STATUSES)
+
+
+def removed_segments(segments: Mapping[str, Any]) -> Map:
+    """Audiences the profile left (status exited)."""
+    return Map((k, v) for k, v in segments.items() if _status(v) == "exited")
+
+
+def has_segments(segments: Any) -> bool:
+    """Whether there is any entry."""
+    return isinstance(segments, Mapping) and len(segments) > 0
+
+
+def is_empty(value: Any) -> bool:
+    """`x is empty`: null, undefined, "", [] and {} are empty."""
+    if value is None or isinstance(value, Undefined):
+        return True
+    return isinstance(value, str | list | tuple | dict) and len(value) == 0
+
+
+def raw(value: Any) -> Markup:
+    """Print a value as JSON, unescaped."""
+    return Markup(json.dumps(value, ensure_ascii=False))
+
+
+def base64encode(value: Any) -> str:
+    """Base64 of the value's UTF-8 text."""
+    return base64.b64encode(str(value).encode()).decode("ascii")
+
+
+def form_url_encode(*pairs: Any) -> str:
+    """`formUrlEncode(k1, v1, k2, v2, ...)`: an application/x-www-form-urlencoded string."""
+    if len(pairs) % 2:
+        raise TemplateError("formUrlEncode() takes key, value pairs: an even number of arguments")
+    return urlencode([(str(pairs[i]), str(pairs[i + 1])) for i in range(0, len(pairs), 2)])
+
+
+GLOBALS: dict[str, Any] = {
+    "addedSegments": added_segments,
+    "removedSegments": removed_segments,
+    "hasSegments": has_segments,
+    "formUrlEncode": form_url_encode,
+}
+FILTERS: dict[str, Any] = {
+    "added": added_segments,
+    "removed": removed_segments,
+    "raw": raw,
+    "base64encode": base64encode,
+}
+
+
+def _json_finalize(value: Any) -> Any:
+    if isinstance(value, Markup | Undefined):
+        return value
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)[1:-1]
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _url_finalize(value: Any) -> Any:
+    if isinstance(value, Markup | Undefined):
+        return value
+    return quote(str(value), safe="")
+
+
+def _text_finalize(value: Any) -> Any:
+    return value
+
+
+def _make_environment(finalize: Callable[[Any], Any], undefined: type[Undefined]) -> Any:
+    env = TemplateEnvironment(undefined=undefined, finalize=finalize, autoescape=False)
+    env.globals.update(GLOBALS)
+    env.filters.update(FILTERS)
+    env.tests["empty"] = is_empty
+    return env
+
+
+ENVIRONMENTS = {
+    "json": _make_environment(_json_finalize, StrictUndefined),
+    "url": _make_environment(_url_finalize, StrictUndefined),
+    "text": _make_environment(_text_finalize, StrictUndefined),
+    # Messages for users must render even when a response lacks a field.
+    "message": _make_environment(_text_finalize, Undefined),
+}
+
+
+# --- template sources --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    """A template's text and where it came from, for messages."""
+
+    text: str
+    strategy: str
+    origin: str  # a template file, or the spec file
+    pointer: str  # where in the spec the template is declared
+    kind: Kind
+    file: Path | None = None
+
+    def where(self, line: int | None) -> str:
+        """`file:line` for a file template, `spec:pointer (line N)` for an inline one."""
+        if self.file is not None:
+            return f"{self.origin}:{line}" if line else self.origin
+        suffix = f" (line {line} of the template)" if line and "\n" in self.text else ""
+        return f"{self.origin} {self.pointer}{suffix}"
+
+
+def compile_source(source: TemplateSource, escaping: str) -> Template | None:
+    """Compile a JINJA template; NONE templates are literal and return None."""
+    if source.strategy == "NONE":
+        return None
+    env = ENVIRONMENTS["message" if source.kind == "message" else escaping]
+    return env.from_string(source.text)  # type: ignore[no-any-return]
+
+
+def parse(source: TemplateSource) -> nodes.Template:
+    """The template's syntax tree (raises TemplateSyntaxError)."""
+    return ENVIRONMENTS["text"].parse(source.text)  # type: ignore[no-any-return]
+
+
+# --- the request -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request, exactly as `push` sends it."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: str
+    json_body: Any = None
+    is_json: bool = False
+    refs: tuple[str, ...] = ()  # the input profiles it carries, e.g. "line 3"
+    identities: tuple[str, ...] = ()  # their destination identities, e.g. "OutreachId=123"
+
+    def display_body(self) -> Any:
+        """The body as the user reads it: parsed JSON when JSON, else text."""
+        return self.json_body if self.is_json else self.body
+
+
+class RenderError(Exception):
+    """A batch could not become a request; the message says which template and why."""
+
+
+@dataclass
+class RequestTemplates:
+    """The spec's URL, header and body templates, compiled once."""
+
+    spec: Spec
+    method: str
+    content_type: str | None
+    is_json: bool
+    url: tuple[TemplateSource, Template | None]
+    headers: list[tuple[str, TemplateSource, Template | None]]
+    body: tuple[TemplateSource, Template | None]
+    allowed_hosts: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_spec(cls, spec: Spec) -> RequestTemplates:
+        """Compile the spec's templates (the spec must have passed validation)."""
+        http = spec.data["destinationServer"]["httpTemplate"]
+        content_type = http.get("contentType")
+        is_json = bool(content_type and JSON_CONTENT.match(content_type))
+        url = spec.template_source("/destinationServer/urlBasedDestination/url", "url")
+        body = spec.template_source("/destinationServer/httpTemplate/requestBody", "body")
+        headers = []
+        for i, header in enumerate(http.get("headers", [])):
+            src = spec.template_source(
+                f"/destinationServer/httpTemplate/headers/{i}/value", "header"
+            )
+            headers.append((header["header"], src, compile_source(src, "text")))
+        return cls(
+            spec=spec,
+            method=http["httpMethod"],
+            content_type=content_type,
+            is_json=is_json,
+            url=(url, compile_source(url, "url")),
+            headers=headers,
+            body=(body, compile_source(body, "json" if is_json else "text")),
+            allowed_hosts=spec.data["allowedHosts"],
+        )
+
+    def render(
+        self, batch: Batch, context: dict[str, Any], auth_data: Mapping[str, Any]
+    ) -> Request:
+        """Render one batch; `context` holds destination and customerData."""
+        ctx = dict(context)
+        ctx["input"] = batch.template_input()
+        url = _render(self.url, ctx, batch)
+        check_url(url, self.allowed_hosts, self.url[0])
+        header_ctx = dict(ctx, authData=auth_data)
+        headers: dict[str, str] = {}
+        if self.content_type:
+            headers["Content-Type"] = self.content_type
+        for name, src, tmpl in self.headers:
+            value = _render((src, tmpl), header_ctx, batch)
+            if "\r" in value or "\n" in value:
+                raise RenderError(f"{src.where(None)}: header {name} would contain a line break")
+            headers[name] = value
+        text = _render(self.body, ctx, batch)
+        if not self.is_json:
+            return Request(
+                self.method, url, headers, text, refs=batch.refs, identities=batch.identities
+            )
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            bad_line = text.splitlines()[exc.lineno - 1].strip() if text.strip() else ""
+            raise RenderError(
+                f"{self.body[0].where(None)}: the rendered body is not valid JSON: {exc.msg}"
+                f" at line {exc.lineno}, column {exc.colno} of the output ({bad_line[:120]!r})"
+            ) from None
+        body = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
+        return Request(self.method, url, headers, body, parsed, True, batch.refs, batch.identities)
+
+
+def _render(
+    compiled: tuple[TemplateSource, Template | None], ctx: dict[str, Any], batch: Batch
+) -> str:
+    source, template = compiled
+    if template is None:
+        return source.text
+    try:
+        return template.render(ctx)
+    except TemplateError as exc:
+        line = _template_line(exc)
+        raise RenderError(f"{source.where(line)}: {exc.message or exc}") from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def host_allowed(host: str, allowed: list[str]) -> bool:
+    """Exact host names, or `*.example.com` for subdomains of example.com."""
+    host = host.lower()
+    for pattern in allowed:
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]):
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def check_url(url: str, allowed: list[str], source: TemplateSource) -> None:
+    """Refuse a URL that is not https or leaves the spec's allowed hosts."""
+    if any(c in url for c in " \t\r\n"):
+        raise RenderError(f"{source.where(None)}: the URL contains white space: {url[:200]!r}")
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise RenderError(f"{source.where(None)}: the URL must use https, not {url[:200]!r}")
+    if parts.username or parts.password or not parts.hostname:
+        raise RenderError(f"{source.where(None)}: the URL has no plain host: {url[:200]!r}")
+    if not host_allowed(parts.hostname, allowed):
+        raise RenderError(
+            f"{source.where(None)}: host {parts.hostname} is not in allowedHosts"
+            f" ({', '.join(allowed)})"
+        )
+
+
+# --- static check of the names a template reads ------------------------------
+
+
+@dataclass(frozen=True)
+class Obj:
+    """A context object with known members."""
+
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A map; `check` returns a problem for a key that cannot exist."""
+
+    value: Any
+    check: Callable[[str], str | None] | None = None
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A list of items."""
+
+    item: Any
+
+
+ANY = Obj({"*": None})  # anything: members are not checked
+SAFE_NAMES = {"loop", "joiner", "namespace", "range", "cycler", "lipsum", "dict", "true", "false"}
+
+
+def _suggest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+class NameChecker:
+    """Walks a template's syntax tree and reports reads of names the context lacks."""
+
+    def __init__(self, roots: Mapping[str, Any], only_in: Mapping[str, str]) -> None:
+        self.roots = roots
+        self.only_in = only_in  # names that exist in other kinds of template
+        self.problems: list[tuple[int, str]] = []
+
+    def check(self, tree: nodes.Template) -> list[tuple[int, str]]:
+        self._body(tree.body, {})
+        return self.problems
+
+    def _body(self, body: list[nodes.Node], scope: dict[str, Any]) -> None:
+        for node in body:
+            self._stmt(node, scope)
+
+    def _stmt(self, node: nodes.Node, scope: dict[str, Any]) -> None:
+        if isinstance(node, nodes.For):
+            shape, _ = self._expr(node.iter, scope)
+            inner = dict(scope)
+            self._bind(node.target, _iterated(shape), inner)
+            inner["loop"] = ANY
+            if node.test is not None:
+                self._expr(node.test, inner)
+            self._body(node.body, inner)
+            self._body(node.else_, scope)
+        elif isinstance(node, nodes.Assign):
+            shape, _ = self._expr(node.node, scope)
+            self._bind(node.target, shape, scope)
+        elif isinstance(node, nodes.AssignBlock):
+            self._body(node.body, scope)
+            self._bind(node.target, ANY, scope)
+        elif isinstance(node, nodes.Macro | nodes.CallBlock):
+            inner = dict(scope)
+            for arg in node.args:
+                inner[arg.name] = ANY
+            inner.update(caller=ANY, varargs=ANY, kwargs=ANY)
+            if isinstance(node, nodes.Macro):
+                scope[node.name] = ANY
+            else:
+                self._expr(node.call, scope)
+            self._body(node.body, inner)
+        elif isinstance(node, nodes.With):
+            inner = dict(scope)
+            for target, value in zip(node.targets, node.values, strict=True):
+                self._bind(target, self._expr(value, scope)[0], inner)
+            self._body(node.body, inner)
+        else:
+            for child in node.iter_child_nodes():
+                if isinstance(child, nodes.Expr):
+                    self._expr(child, scope)
+                else:
+                    self._stmt(child, scope)
+
+    def _bind(self, target: nodes.Node, shape: Any, scope: dict[str, Any]) -> None:
+        if isinstance(target, nodes.Name):
+            scope[target.name] = shape
+        elif isinstance(target, nodes.Tuple):
+            for item in target.items:
+                self._bind(item, ANY, scope)
+
+    def _expr(self, node: nodes.Node, scope: dict[str, Any]) -> tuple[Any, str]:
+        if isinstance(node, nodes.Name):
+            if node.name in scope:
+                return scope[node.name], node.name
+            if node.name in self.roots:
+                return self.roots[node.name], node.name
+            if node.name in GLOBALS or node.name in SAFE_NAMES:
+                return ANY, node.name
+            if node.name in self.only_in:
+                self._problem(node, f"`{node.name}` is only available in {self.only_in[node.name]}")
+            else:
+                options = [*self.roots, *scope, *GLOBALS]
+                self._problem(node, f"`{node.name}` is not defined{_suggest(node.name, options)}")
+            return ANY, node.name
+        if isinstance(node, nodes.Getattr):
+            shape, text = self._expr(node.node, scope)
+            return self._member(node, shape, text, node.attr, f"{text}.{node.attr}")
+        if isinstance(node, nodes.Getitem):
+            shape, text = self._expr(node.node, scope)
+            if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str | int):
+                key = node.arg.value
+                return self._member(node, shape, text, key, f"{text}[{key!r}]")
+            self._expr(node.arg, scope)
+            if isinstance(shape, MapOf):
+                return shape.value, f"{text}[...]"
+            if isinstance(shape, ListOf):
+                return shape.item, f"{text}[...]"
+            return ANY, f"{text}[...]"
+        if isinstance(node, nodes.Filter | nodes.Test):
+            shape, text = self._expr(node.node, scope) if node.node is not None else (ANY, "")
+            self._args(node, scope)
+            if isinstance(node, nodes.Filter) and node.name in ("added", "removed"):
+                return shape, text
+            return ANY, text
+        if isinstance(node, nodes.Call):
+            _, text = self._expr(node.node, scope)
+            shapes = self._args(node, scope)
+            if text in ("addedSegments", "removedSegments") and shapes:
+                return shapes[0], text
+            return ANY, text
+        for child in node.iter_child_nodes():
+            self._expr(child, scope)
+        return ANY, ""
+
+    def _args(
+        self, node: nodes.Filter | nodes.Test | nodes.Call, scope: dict[str, Any]
+    ) -> list[Any]:
+        shapes = [self._expr(arg, scope)[0] for arg in node.args]
+        for kw in node.kwargs:
+            self._expr(kw.value, scope)
+        for dyn in (node.dyn_args, node.dyn_kwargs):
+            if dyn is not None:
+                self._expr(dyn, scope)
+        return shapes
+
+    def _member(
+        self, node: nodes.Node, shape: Any, text: str, key: str | int, full: str
+    ) -> tuple[Any, str]:
+        if isinstance(shape, Obj):
+            if "*" in shape.fields:
+                return ANY, full
+            if isinstance(key, str) and key in shape.fields:
+                return shape.fields[key], full
+            self._problem(
+                node,
+                f"`{full}` does not exist{_suggest(str(key), list(shape.fields))}"
+                f" (`{text}` has: {', '.join(shape.fields) or 'nothing'})",
+            )
+            return ANY, full
+        if isinstance(shape, MapOf):
+            if shape.check is not None:
+                problem = shape.check(str(key))
+                if problem:
+                    self._problem(node, f"`{full}`: {problem}")
+            return shape.value, full
+        if isinstance(shape, ListOf):
+            return shape.item if isinstance(key, int) else ANY, full
+        return ANY, full
+
+    def _problem(self, node: nodes.Node, message: str) -> None:
+        self.problems.append((node.lineno, message))
+
+
+def _iterated(shape: Any) -> Any:
+    if isinstance(shape, MapOf):
+        return Obj({"key": ANY, "value": shape.value})
+    if isinstance(shape, ListOf):
+        return shape.item
+    return ANY
+
+
+def _key_check(
+    names: list[str], what: str, matches: Callable[[str], bool] | None = None
+) -> Callable[[str], str | None]:
+    def check(key: str) -> str | None:
+        if key in names or (matches is not None and matches(key)):
+            return None
+        return f"the spec has no {what} `{key}`{_suggest(key, names)}"
+
+    return check
+
+
+def context_roots(spec: Spec, kind: Kind) -> dict[str, Any]:
+    """The shape of the template context the spec defines, for the static name check."""
+    if kind == "message":
+        return {"response": Obj({"status": ANY, "headers": ANY, "body": ANY})}
+    data = spec.data
+    namespaces = list(data["identityNamespaces"])
+    identity_map = MapOf(ListOf(Obj({"id": ANY})), _key_check(namespaces, "identity namespace"))
+    field_names = [f["name"] for f in data["schemaConfig"]["profileFields"] if "name" in f]
+    patterns = [
+        re.compile(f["namePattern"])
+        for f in data["schemaConfig"]["profileFields"]
+        if "namePattern" in f
+    ]
+    attributes = MapOf(
+        Obj({"value": ANY}),
+        _key_check(
+            field_names, "target attribute", lambda k: any(p.fullmatch(k) for p in patterns)
+        ),
+    )
+    membership = Obj({"status": ANY, "lastQualificationTime": ANY})
+    profile = Obj(
+        {
+            "identityMap": identity_map,
+            "attributes": attributes,
+            "segmentMembership": MapOf(MapOf(membership)),
+        }
+    )
+    members: dict[str, Any] = {"profiles": ListOf(profile)}
+    aggregation = data["aggregation"]
+    if aggregation["aggregationType"] == "BEST_EFFORT":
+        if aggregation["bestEffortAggregation"]["maxUsersPerRequest"] == 1:
+            members["profile"] = profile
+    else:
+        members["aggregationKey"] = Obj(
+            {
+                k: ANY
+                for k in (
+                    "segmentId",
+                    "segmentNamespace",
+                    "segmentAlias",
+                    "segmentStatus",
+                    "identityNamespaces",
+                )
+            }
+        )
+    roots: dict[str, Any] = {
+        "input": Obj(members),
+        "destination": Obj(
+            {
+                "segmentAliases": MapOf(ANY),
+                "namespaceSegmentAliases": MapOf(MapOf(ANY)),
+                "segmentNames": MapOf(ANY),
+                "namespaceSegmentNames": MapOf(MapOf(ANY)),
+            }
+        ),
+        "customerData": Obj({f["name"]: ANY for f in data.get("customerDataFields", [])}),
+    }
+    if kind == "header":
+        roots["authData"] = Obj({k: ANY for k in auth_data_fields(spec)})
+    return roots
+
+
+def auth_data_fields(spec: Spec) -> list[str]:
+    """What `authData` holds for the spec's authentication type."""
+    auth_type = spec.data["customerAuthenticationConfigurations"][0]["authType"]
+    return {
+        "OAUTH2": ["accessToken", "tokenType"],
+        "BEARER": ["accessToken", "tokenType"],
+        "BASIC": ["username", "password"],
+        "NONE": [],
+    }[auth_type]
+
+
+def check_names(spec: Spec, source: TemplateSource) -> list[tuple[int, str]]:
+    """(line, problem) for every name the template reads that its context lacks."""
+    try:
+        tree = parse(source)
+    except TemplateSyntaxError:
+        return []
+    only_in = {} if source.kind == "header" else {"authData": "header templates"}
+    return NameChecker(context_roots(spec, source.kind), only_in).check(tree)
