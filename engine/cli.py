@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.syntax import Syntax
 
-from engine.findings import Finding, InvalidInput, UnreadableInput
-from engine.spec import check_spec
+from engine.activation import check_activation, load_activation
+from engine.catalog import example_path
+from engine.findings import Finding, InvalidInput, UnreadableInput, display_path, read_text
+from engine.mapping import Skipped
+from engine.output import (
+    forecast,
+    request_http,
+    request_json,
+    request_pretty,
+    skipped_json,
+    skipped_line,
+    summary,
+)
+from engine.pipeline import Pipeline, redacted_auth_data, render_template
+from engine.profiles import Record, read_profiles
+from engine.samples import sample_profiles
+from engine.spec import Spec, check_spec, load_spec
+from engine.templating import Request
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -55,8 +77,6 @@ def validate(specs: tuple[str, ...], activation: str | None, fmt: str) -> None:
         try:
             findings = check_spec(ref)
             if activation and not _errors(findings):
-                from engine.activation import check_activation
-
                 findings += check_activation(activation, ref)
         except UnreadableInput as exc:
             unreadable = True
@@ -104,3 +124,148 @@ def fail(exc: InvalidInput | UnreadableInput) -> None:
     for finding in exc.findings:
         click.echo(str(finding), err=True)
     sys.exit(EXIT_INVALID)
+
+
+@main.command()
+@click.argument("spec_ref", metavar="SPEC")
+@click.option(
+    "--activation",
+    type=click.Path(dir_okay=False),
+    help="Activation file (default: the destination's bundled example).",
+)
+@click.option(
+    "--profiles",
+    help="Profiles: a JSONL or JSON-array file, or - for stdin (default: the bundled example).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "pretty", "http"]),
+    default="json",
+    show_default=True,
+    help="json: one request per line; pretty: readable; http: raw HTTP messages.",
+)
+@click.option(
+    "--skipped",
+    "skipped_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write skipped profiles here as JSONL instead of to stderr.",
+)
+@click.option("--limit", type=click.IntRange(min=0), help="Render only the first N profiles.")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    help="Render N generated sample profiles instead of a profiles file.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
+@click.option(
+    "--template",
+    "template_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Render this template instead of the spec's body (needs --target-profiles).",
+)
+@click.option(
+    "--target-profiles",
+    "target_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Target-shaped profiles (identityMap, attributes, segmentMembership) as a JSON"
+    " array, for --template.",
+)
+def render(
+    spec_ref: str,
+    activation: str | None,
+    profiles: str | None,
+    fmt: str,
+    skipped_path: str | None,
+    limit: int | None,
+    sample: int | None,
+    seed: int,
+    template_path: str | None,
+    target_path: str | None,
+) -> None:
+    """Dry run: print the exact requests `push` would send, without sending.
+
+    Secrets are redacted. Skipped profiles and a closing summary go to stderr.
+    With no --activation and --profiles, renders the destination's bundled example.
+    """
+    try:
+        spec = load_spec(spec_ref)
+        if template_path or target_path:
+            _render_template(spec, activation, template_path, target_path)
+            return
+        act = load_activation(
+            _default_example(spec, activation, "activation.json", "--activation"), spec
+        )
+        if sample is not None:
+            records: Iterable[Record] = sample_profiles(spec, act, sample, seed)
+        else:
+            records = read_profiles(
+                _default_example(spec, profiles, "profiles.jsonl", "--profiles")
+            )
+        if limit is not None:
+            records = itertools.islice(records, limit)
+        pipeline = Pipeline(spec, act, redacted_auth_data(spec))
+        _print_requests(pipeline.run(records), fmt, skipped_path)
+    except (InvalidInput, UnreadableInput) as exc:
+        fail(exc)
+    click.echo(summary(pipeline.tally), err=True)
+    click.echo(
+        "forecast: " + forecast(pipeline.tally.requests, spec.data.get("rateLimit")), err=True
+    )
+
+
+def _default_example(spec: Spec, given: str | None, name: str, option: str) -> str:
+    if given:
+        return given
+    example = example_path(spec.destination, name)
+    if example is None:
+        raise click.UsageError(
+            f"{spec.destination} has no bundled example {name}: give {option} FILE"
+        )
+    click.echo(f"using the bundled example {display_path(example)}", err=True)
+    return str(example)
+
+
+def _print_requests(
+    events: Iterable[Request | Skipped], fmt: str, skipped_path: str | None
+) -> None:
+    console = Console(highlight=False, soft_wrap=True) if fmt == "pretty" else None
+    with contextlib.ExitStack() as stack:
+        skipped_file = (
+            stack.enter_context(open(skipped_path, "w", encoding="utf-8")) if skipped_path else None
+        )
+        for event in events:
+            if isinstance(event, Skipped):
+                if skipped_file:
+                    skipped_file.write(skipped_json(event) + "\n")
+                else:
+                    click.echo(skipped_line(event), err=True)
+            elif console is not None:
+                head, body, lexer = request_pretty(event)
+                console.print(head, end="", markup=False)
+                console.print(Syntax(body, lexer, theme="ansi_dark", background_color="default"))
+            elif fmt == "http":
+                click.echo(request_http(event) + "\r\n")
+            else:
+                click.echo(request_json(event))
+
+
+def _render_template(
+    spec: Spec, activation: str | None, template_path: str | None, target_path: str | None
+) -> None:
+    if not (template_path and target_path):
+        raise click.UsageError("--template and --target-profiles go together")
+    targets = json.loads(read_text(Path(target_path)))
+    if not isinstance(targets, list):
+        raise click.UsageError(f"{target_path}: give a JSON array of target profiles")
+    aliases = None
+    if activation:
+        act = load_activation(activation, spec)
+        aliases = {a.id: a.alias for a in act.audiences}
+    template = read_text(Path(template_path))
+    for i, group in enumerate(
+        render_template(template, targets, spec=spec, aliases=aliases), start=1
+    ):
+        key = json.dumps(group["aggregationKey"], ensure_ascii=False)
+        click.echo(f"--- group {i}, aggregationKey {key}")
+        click.echo(group["output"])

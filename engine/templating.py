@@ -50,7 +50,10 @@ class Entry(NamedTuple):
 
 
 class Map(dict[str, Any]):
-    """A dict whose iteration yields `Entry(key, value)`, as Destination SDK templates expect."""
+    """A dict whose iteration yields `Entry(key, value)`, as Destination SDK templates expect.
+
+    Python code iterating a Map uses `.keys()` or `.items()`.
+    """
 
     def __iter__(self) -> Iterator[Entry]:  # type: ignore[override]
         return (Entry(k, v) for k, v in self.items())

@@ -1,0 +1,146 @@
+"""Aggregation: target profiles are grouped into Batches, one Batch per request.
+
+BEST_EFFORT fills batches of up to `maxUsersPerRequest` profiles.
+CONFIGURABLE_AGGREGATION first splits each profile by its aggregation key
+(audience, audience status, identity namespaces) and fills one batch per key
+up to `maxNumEventsInBatch`; batches still open at the end are sent then.
+`splitUserById` gives each identity value its own profile entry.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.activation import Activation
+from engine.mapping import TargetProfile
+from engine.spec import Spec
+from engine.templating import Map
+
+
+@dataclass
+class Batch:
+    """Profiles that go into one request, and what they have in common."""
+
+    profiles: list[Map] = field(default_factory=list)
+    refs: tuple[str, ...] = ()
+    identities: tuple[str, ...] = ()
+    aggregation_key: Map | None = None
+    single: bool = False  # templates get `input.profile`
+
+    def add(self, target: TargetProfile, profile: Map) -> None:
+        self.profiles.append(profile)
+        if target.ref not in self.refs:
+            self.refs += (target.ref,)
+        self.identities += tuple(
+            f"{ns}={entry['id']}"
+            for ns, entries in profile["identityMap"].items()
+            for entry in entries
+        )
+
+    def template_input(self) -> Map:
+        """The template's `input`."""
+        data = Map(profiles=self.profiles)
+        if self.single:
+            data["profile"] = self.profiles[0]
+        if self.aggregation_key is not None:
+            data["aggregationKey"] = self.aggregation_key
+        return data
+
+
+class Aggregator:
+    """Turns a stream of target profiles into batches."""
+
+    def __init__(self, spec: Spec, activation: Activation) -> None:
+        config = spec.data["aggregation"]
+        self.best_effort = config["aggregationType"] == "BEST_EFFORT"
+        settings = config[
+            "bestEffortAggregation" if self.best_effort else "configurableAggregation"
+        ]
+        self.limit: int = settings[
+            "maxUsersPerRequest" if self.best_effort else "maxNumEventsInBatch"
+        ]
+        self.split_by_id = bool(settings.get("splitUserById"))
+        self.key_config: dict[str, Any] = (
+            {} if self.best_effort else settings.get("aggregationKey", {})
+        )
+        self.aliases = {(a.namespace, a.id): a.alias for a in activation.audiences}
+        self.open: dict[tuple[Any, ...], Batch] = {}
+
+    def add(self, target: TargetProfile) -> Iterator[Batch]:
+        """Add a profile; yield the batches it completes."""
+        for key, aggregation_key, profile in self._events(target.profile):
+            for piece in self._split(profile):
+                batch = self.open.get(key)
+                if batch is None:
+                    batch = self.open[key] = Batch(
+                        aggregation_key=aggregation_key,
+                        single=self.best_effort and self.limit == 1,
+                    )
+                batch.add(target, piece)
+                if len(batch.profiles) >= self.limit:
+                    del self.open[key]
+                    yield batch
+
+    def flush(self) -> Iterator[Batch]:
+        """Yield every batch still open, oldest first."""
+        batches, self.open = list(self.open.values()), {}
+        yield from batches
+
+    def _split(self, profile: Map) -> Iterator[Map]:
+        if not self.split_by_id:
+            yield profile
+            return
+        identity_map = profile["identityMap"]
+        namespaces = list(identity_map.keys())
+        for combo in itertools.product(*(identity_map[ns] for ns in namespaces)):
+            yield Map(
+                profile,
+                identityMap=Map((ns, [entry]) for ns, entry in zip(namespaces, combo, strict=True)),
+            )
+
+    def _events(self, profile: Map) -> Iterator[tuple[tuple[Any, ...], Map | None, Map]]:
+        """(grouping key, input.aggregationKey, the profile restricted to that key)."""
+        if self.best_effort:
+            yield (), None, profile
+            return
+        for segment_key, segment_part in self._segment_split(profile):
+            for identity_key, identity_part in self._identity_split(segment_part):
+                key = Map(segment_key, **identity_key)
+                yield tuple(sorted((k, repr(v)) for k, v in key.items())), key, identity_part
+
+    def _segment_split(self, profile: Map) -> Iterator[tuple[dict[str, Any], Map]]:
+        if not self.key_config.get("includeSegmentId"):
+            yield {}, profile
+            return
+        for namespace, audiences in profile["segmentMembership"].items():
+            for audience_id, membership in audiences.items():
+                key = {
+                    "segmentId": audience_id,
+                    "segmentNamespace": namespace,
+                    "segmentAlias": self.aliases.get((namespace, audience_id)),
+                }
+                if self.key_config.get("includeSegmentStatus"):
+                    key["segmentStatus"] = membership["status"]
+                only = Map({namespace: Map({audience_id: membership})})
+                yield key, Map(profile, segmentMembership=only)
+
+    def _identity_split(self, profile: Map) -> Iterator[tuple[dict[str, Any], Map]]:
+        identity_map = profile["identityMap"]
+        if not self.key_config.get("includeIdentity"):
+            yield {}, profile
+            return
+        groups = [g["namespaces"] for g in self.key_config.get("groups", [])]
+        if not groups:
+            groups = (
+                [[ns] for ns in identity_map.keys()]
+                if self.key_config.get("oneIdentityPerGroup")
+                else [sorted(identity_map.keys())]
+            )
+        for group in groups:
+            present = [ns for ns in group if ns in identity_map]
+            if present:
+                part = Map(profile, identityMap=Map((ns, identity_map[ns]) for ns in present))
+                yield {"identityNamespaces": present}, part

@@ -1,0 +1,147 @@
+"""Mapping: an input profile becomes a TargetProfile, the Destination SDK's template input.
+
+Identities go into `identityMap` (only values matching the namespace's
+pattern), mapped attributes into `attributes.<name>.value`, and memberships of
+activated audiences into `segmentMembership`. A profile that cannot be sent
+becomes a `Skipped` with its reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from engine.activation import Activation
+from engine.profiles import ProfileRecord
+from engine.spec import Spec
+from engine.templating import Map
+
+STATUSES = {"realized": "realized", "existing": "realized", "exited": "exited"}
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """A profile in the destination's terms, ready for aggregation."""
+
+    ref: str
+    profile: Map  # identityMap, attributes, segmentMembership
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A profile that is not sent: `category` for counting, `reason` for the user."""
+
+    ref: str
+    category: str
+    reason: str
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Mapper:
+    """Maps input profiles for one spec and activation."""
+
+    def __init__(self, spec: Spec, activation: Activation) -> None:
+        namespaces = spec.data["identityNamespaces"]
+        self.patterns = {
+            name: re.compile(ns["pattern"]) for name, ns in namespaces.items() if "pattern" in ns
+        }
+        self.required = [name for name, ns in namespaces.items() if ns.get("required")]
+        self.identity_mappings = activation.identity_mappings
+        self.attributes = [(m.target, m.source_path) for m in activation.attribute_mappings]
+        self.audiences = [(a.namespace, a.id) for a in activation.audiences]
+        self.segment_required = bool(spec.data["schemaConfig"].get("segmentRequired"))
+
+    def map(self, record: ProfileRecord) -> TargetProfile | Skipped:
+        """The target profile, or why this profile is skipped."""
+        data = record.data
+        identities, problems = self._identities(data)
+        missing = [ns for ns in self.required if ns not in identities]
+        if missing:
+            details = [p for ns in missing for p in problems.get(ns, ["none given"])]
+            reason = f"no valid {', '.join(missing)}: {'; '.join(details)}"
+            return Skipped(record.ref, "missing-identity", reason)
+        if not identities:
+            return Skipped(record.ref, "missing-identity", "no identity of the destination")
+        segments = self._segments(data)
+        if self.segment_required and not segments:
+            return Skipped(record.ref, "no-audience", "not in any activated audience")
+        attributes = Map()
+        for target, path in self.attributes:
+            value = _lookup(data, path)
+            if value is not None:
+                attributes[target] = Map(value=value)
+        profile = Map(
+            identityMap=Map((ns, [Map(id=v) for v in ids]) for ns, ids in identities.items()),
+            attributes=attributes,
+            segmentMembership=segments,
+        )
+        return TargetProfile(record.ref, profile)
+
+    def _identities(
+        self, data: dict[str, Any]
+    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        identities: dict[str, list[str]] = {}
+        problems: dict[str, list[str]] = {}
+        for mapping in self.identity_mappings:
+            ns = mapping.target
+            for value in _identity_values(data, mapping.source_namespace, mapping.source_path):
+                pattern = self.patterns.get(ns)
+                if not isinstance(value, str) or not value:
+                    problems.setdefault(ns, []).append(f"{_shown(value)} is not a non-empty string")
+                elif pattern is not None and not pattern.fullmatch(value):
+                    problems.setdefault(ns, []).append(
+                        f"{_shown(value)} does not match {pattern.pattern}"
+                    )
+                elif value not in identities.get(ns, []):
+                    identities.setdefault(ns, []).append(value)
+        return identities, problems
+
+    def _segments(self, data: dict[str, Any]) -> Map:
+        membership = data.get("segmentMembership")
+        segments = Map()
+        if not isinstance(membership, dict):
+            return segments
+        for namespace, audience_id in self.audiences:
+            entry = membership.get(namespace, {})
+            entry = entry.get(audience_id) if isinstance(entry, dict) else None
+            if not isinstance(entry, dict) or entry.get("status") not in STATUSES:
+                continue
+            kept = Map(status=STATUSES[entry["status"]])
+            if "lastQualificationTime" in entry:
+                kept["lastQualificationTime"] = entry["lastQualificationTime"]
+            segments.setdefault(namespace, Map())[audience_id] = kept
+        return segments
+
+
+def _identity_values(
+    data: dict[str, Any], namespace: str | None, path: tuple[str, ...]
+) -> list[Any]:
+    if namespace is None:
+        value = _lookup(data, path)
+        if value is None:
+            return []
+        return [str(value) if isinstance(value, int) and not isinstance(value, bool) else value]
+    identity_map = data.get("identityMap")
+    entries = identity_map.get(namespace) if isinstance(identity_map, dict) else None
+    if not isinstance(entries, list):
+        return []
+    values = []
+    for entry in entries:
+        value = entry.get("id") if isinstance(entry, dict) else entry
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        values.append(value)
+    return values
+
+
+def _lookup(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data

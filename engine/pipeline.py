@@ -1,0 +1,164 @@
+"""The pipeline: records -> mapping -> aggregation -> templating, shared by `render` and `push`.
+
+`Pipeline.run` yields, in input order as far as aggregation allows, a
+`Request` for every batch and a `Skipped` for every profile that is not sent,
+so every input record ends in exactly one recorded state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.activation import DEFAULT_NAMESPACE, Activation, Audience
+from engine.aggregation import Aggregator, Batch
+from engine.mapping import Mapper, Skipped, TargetProfile
+from engine.profiles import BadRecord, Record
+from engine.spec import Spec, load_spec
+from engine.templating import (
+    REDACTED,
+    Map,
+    RenderError,
+    Request,
+    RequestTemplates,
+    TemplateSource,
+    auth_data_fields,
+    compile_source,
+)
+
+
+def destination_context(activation: Activation) -> Map:
+    """The template's `destination`: Mapping IDs and names of the activated audiences."""
+    aliases: Map = Map()
+    names: Map = Map()
+    for audience in activation.audiences:
+        aliases.setdefault(audience.namespace, Map())[audience.id] = audience.alias
+        names.setdefault(audience.namespace, Map())[audience.id] = audience.name or audience.id
+    flat_aliases = Map((k, v) for ns in aliases.values() for k, v in ns.items())
+    flat_names = Map((k, v) for ns in names.values() for k, v in ns.items())
+    return Map(
+        segmentAliases=flat_aliases,
+        namespaceSegmentAliases=aliases,
+        segmentNames=flat_names,
+        namespaceSegmentNames=names,
+    )
+
+
+def redacted_auth_data(spec: Spec) -> dict[str, str]:
+    """`authData` for dry runs: every secret replaced by [REDACTED]."""
+    return {name: REDACTED for name in auth_data_fields(spec)}
+
+
+@dataclass
+class Tally:
+    """Counts for the closing summary."""
+
+    read: int = 0
+    requests: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    skipped_refs: set[str] = field(default_factory=set)
+
+    @property
+    def rendered(self) -> int:
+        return self.read - len(self.skipped_refs)
+
+
+class Pipeline:
+    """Profiles in, requests out, for one spec and activation."""
+
+    def __init__(self, spec: Spec, activation: Activation, auth_data: Mapping[str, Any]) -> None:
+        self.mapper = Mapper(spec, activation)
+        self.aggregator = Aggregator(spec, activation)
+        self.templates = RequestTemplates.from_spec(spec)
+        self.context = {
+            "destination": destination_context(activation),
+            "customerData": Map(activation.customer_data),
+        }
+        self.auth_data = auth_data
+        self.tally = Tally()
+
+    def run(self, records: Iterable[Record]) -> Iterator[Request | Skipped]:
+        """Every request to send and every profile skipped."""
+        for record in records:
+            self.tally.read += 1
+            if isinstance(record, BadRecord):
+                yield self._skip(Skipped(record.ref, "invalid-record", record.reason))
+                continue
+            target = self.mapper.map(record)
+            if isinstance(target, Skipped):
+                yield self._skip(target)
+                continue
+            for batch in self.aggregator.add(target):
+                yield from self._render(batch)
+        for batch in self.aggregator.flush():
+            yield from self._render(batch)
+
+    def _render(self, batch: Batch) -> Iterator[Request | Skipped]:
+        try:
+            request = self.templates.render(batch, self.context, self.auth_data)
+        except RenderError as exc:
+            for ref in batch.refs:
+                yield self._skip(Skipped(ref, "render-error", str(exc)))
+            return
+        self.tally.requests += 1
+        yield request
+
+    def _skip(self, skipped: Skipped) -> Skipped:
+        if skipped.ref not in self.tally.skipped_refs:
+            self.tally.skipped_refs.add(skipped.ref)
+            self.tally.skipped[skipped.category] += 1
+        return skipped
+
+
+def to_map(value: Any) -> Any:
+    """JSON data with every object as a `Map`, so templates iterate entries."""
+    if isinstance(value, dict):
+        return Map((k, to_map(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [to_map(v) for v in value]
+    return value
+
+
+def render_template(
+    template: str,
+    target_profiles: list[dict[str, Any]],
+    spec: Spec | str,
+    aliases: Mapping[str, Any] | None = None,
+    customer_data: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Render a template of your own against target-shaped profiles, per aggregation group.
+
+    The Destination SDK's render-template API: `target_profiles` already have
+    `identityMap`, `attributes` and `segmentMembership`; the spec decides the
+    aggregation and the escaping. Returns `{"aggregationKey", "output"}` per group.
+    """
+    if isinstance(spec, str):
+        spec = load_spec(spec)
+    audiences = tuple(
+        Audience(audience_id, None, DEFAULT_NAMESPACE, alias)
+        for audience_id, alias in (aliases or {}).items()
+    )
+    activation = Activation(
+        spec.path, spec.destination, "preview", dict(customer_data or {}), (), audiences
+    )
+    templates = RequestTemplates.from_spec(spec)
+    source = TemplateSource(template, "JINJA", "<template>", "", "body")
+    compiled = compile_source(source, "json" if templates.is_json else "text")
+    context = {
+        "destination": destination_context(activation),
+        "customerData": Map(activation.customer_data),
+    }
+    aggregator = Aggregator(spec, activation)
+    batches: list[Batch] = []
+    for i, profile in enumerate(target_profiles, start=1):
+        target = TargetProfile(f"profile {i}", to_map(profile))
+        batches += aggregator.add(target)
+    batches += aggregator.flush()
+    results = []
+    for batch in batches:
+        assert compiled is not None
+        output = compiled.render(dict(context, input=batch.template_input()))
+        results.append({"aggregationKey": batch.aggregation_key, "output": output})
+    return results
