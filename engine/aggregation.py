@@ -36,7 +36,7 @@ class Batch:
             self.refs += (target.ref,)
         self.identities += tuple(
             f"{ns}={entry['id']}"
-            for ns, entries in profile["identityMap"].items()
+            for ns, entries in profile.get("identityMap", Map()).items()
             for entry in entries
         )
 
@@ -93,7 +93,7 @@ class Aggregator:
         if not self.split_by_id:
             yield profile
             return
-        identity_map = profile["identityMap"]
+        identity_map = profile.get("identityMap", Map())
         namespaces = list(identity_map.keys())
         for combo in itertools.product(*(identity_map[ns] for ns in namespaces)):
             yield Map(
@@ -128,7 +128,7 @@ class Aggregator:
                 yield key, Map(profile, segmentMembership=only)
 
     def _identity_split(self, profile: Map) -> Iterator[tuple[dict[str, Any], Map]]:
-        identity_map = profile["identityMap"]
+        identity_map = profile.get("identityMap", Map())
         if not self.key_config.get("includeIdentity"):
             yield {}, profile
             return

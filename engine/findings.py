@@ -123,9 +123,22 @@ def load_document(path: Path) -> Document:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        finding = Finding(name, f"invalid JSON: {exc.msg}", "", exc.lineno, exc.colno)
-        raise InvalidInput([finding]) from None
+        raise InvalidInput([_syntax_finding(name, text, exc)]) from None
     return Document(path, name, data, text)
+
+
+def _syntax_finding(name: str, text: str, exc: json.JSONDecodeError) -> Finding:
+    """A JSON syntax error; a trailing comma is named as such, at the comma."""
+    before = text[: exc.pos].rstrip()
+    closing = text[exc.pos : exc.pos + 1]
+    if before.endswith(",") and closing in ("]", "}"):
+        comma = len(before) - 1
+        line = text.count("\n", 0, comma) + 1
+        column = comma - text.rfind("\n", 0, comma)
+        return Finding(
+            name, f"invalid JSON: trailing comma before '{closing}'; remove it", "", line, column
+        )
+    return Finding(name, f"invalid JSON: {exc.msg}", "", exc.lineno, exc.colno)
 
 
 def pointer_of(path: Any) -> str:

@@ -76,7 +76,7 @@ class Pipeline:
             "destination": destination_context(activation),
             "customerData": Map(activation.customer_data),
         }
-        self.auth_data = auth_data
+        self.bound = self.templates.bind(self.context, auth_data)
         self.tally = Tally()
 
     def run(self, records: Iterable[Record]) -> Iterator[Request | Skipped]:
@@ -97,7 +97,7 @@ class Pipeline:
 
     def _render(self, batch: Batch) -> Iterator[Request | Skipped]:
         try:
-            request = self.templates.render(batch, self.context, self.auth_data)
+            request = self.bound.render(batch)
         except RenderError as exc:
             for ref in batch.refs:
                 yield self._skip(Skipped(ref, "render-error", str(exc)))

@@ -61,7 +61,26 @@ def _findings(doc: Document, error: ValidationError) -> list[Finding]:
         ]
     if kind in ("anyOf", "oneOf") and error.context:
         return [doc.finding(pointer, _anyof_message(error))]
+    if kind == "required" and isinstance(error.instance, dict):
+        return _missing(doc, pointer, error)
     return [doc.finding(pointer, describe(error))]
+
+
+def _missing(doc: Document, pointer: str, error: ValidationError) -> list[Finding]:
+    """Missing required properties, except those a misspelled key already explains."""
+    instance: Any = error.instance
+    required: Any = error.validator_value
+    allowed = list(_schema_of(error).get("properties", {}))
+    unknown = [k for k in instance if allowed and k not in allowed]
+    # An `if`/`then` block's description says when its properties are required.
+    why = None if allowed else _schema_of(error).get("description")
+    findings = []
+    for name in required:
+        if name in instance or difflib.get_close_matches(name, unknown, n=1, cutoff=0.6):
+            continue
+        message = f"missing required property {name!r}" + (f" ({why})" if why else "")
+        findings.append(doc.finding(pointer, message))
+    return findings
 
 
 def _unknown_property(name: str, allowed: list[str]) -> str:
@@ -112,9 +131,6 @@ def describe(error: ValidationError) -> str:
     """One sentence for one schema error."""
     kind, value = error.validator, error.instance
     expected: Any = error.validator_value
-    if kind == "required":
-        missing = [k for k in expected if isinstance(value, dict) and k not in value]
-        return f"missing required property {missing[0]!r}" if missing else error.message
     if kind == "type":
         names = [expected] if isinstance(expected, str) else list(expected)
         wanted = " or ".join(TYPE_NAMES.get(n, n) for n in names)

@@ -15,7 +15,15 @@ from urllib.parse import urlsplit
 from jinja2 import TemplateSyntaxError
 
 from engine import catalog, schema
-from engine.findings import Document, Finding, InvalidInput, display_path, load_document
+from engine.findings import (
+    Document,
+    Finding,
+    InvalidInput,
+    UnreadableInput,
+    display_path,
+    load_document,
+    read_text,
+)
 from engine.templating import Kind, TemplateSource, check_names, host_allowed, parse
 from engine.translation import check_rules
 
@@ -49,7 +57,7 @@ class Spec:
         if "file" in node:
             path = self.templates_dir / node["file"]
             return TemplateSource(
-                path.read_text(encoding="utf-8"), strategy, display_path(path), pointer, kind, path
+                read_text(path), strategy, display_path(path), pointer, kind, path
             )
         return TemplateSource(node["value"], strategy, self.name, pointer + "/value", kind)
 
@@ -98,13 +106,14 @@ def _check(path: Path) -> tuple[list[Finding], Spec | None]:
 
 def semantic_findings(spec: Spec, doc: Document) -> list[Finding]:
     """Checks the schema cannot express: templates, regexes, hosts, error rules."""
-    findings: list[Finding] = []
-    findings += _template_findings(spec, doc)
-    findings += _regex_findings(doc)
+    findings = _regex_findings(doc)
+    if not findings:  # the checks below compile these patterns
+        findings += _template_findings(spec, doc)
+        findings += check_rules(spec, doc)
     findings += _url_findings(spec, doc)
     findings += _aggregation_findings(spec, doc)
-    findings += check_rules(spec, doc)
-    return findings
+    findings += _naming_findings(spec, doc)
+    return sorted(findings, key=lambda f: (f.file != doc.name, f.file, f.line or 0, f.column or 0))
 
 
 def _template_findings(spec: Spec, doc: Document) -> list[Finding]:
@@ -129,6 +138,15 @@ def _template_findings(spec: Spec, doc: Document) -> list[Finding]:
                 continue
         source = spec.template_source(pointer, kind)
         if source.strategy == "NONE":
+            if "{{" in source.text or "{%" in source.text:
+                findings.append(
+                    doc.finding(
+                        pointer + "/templatingStrategy",
+                        "the template contains {{ or {% but templatingStrategy is NONE, so it is"
+                        " sent literally; did you mean JINJA?",
+                        severity="warning",
+                    )
+                )
             continue
         findings += _source_findings(spec, doc, source)
     return findings
@@ -138,9 +156,18 @@ def _template_file_problem(spec: Spec, file: str) -> str | None:
     root = spec.templates_dir.resolve()
     path = (root / file).resolve()
     if not path.is_relative_to(root):
-        return f"template file {file!r} is outside the templates folder {display_path(root)}"
+        return (
+            f"template file {file!r} is outside the templates folder ({display_path(root)}/);"
+            f" give a path inside it, e.g. '{spec.data['name']}/body.json.j2'"
+        )
+    if path.is_dir():
+        return f"template file {display_path(path)} is a folder; name a file inside it"
     if not path.is_file():
         return f"template file {display_path(path)} does not exist"
+    try:
+        read_text(path)
+    except UnreadableInput as exc:
+        return f"template file {exc}"
     return None
 
 
@@ -150,11 +177,9 @@ def _source_findings(spec: Spec, doc: Document, source: TemplateSource) -> list[
     def finding(line: int | None, message: str) -> Finding:
         if source.file is not None:
             return Finding(source.origin, message, "", line)
-        spec_line, _ = doc.location(source.pointer)
-        if line and spec_line and "\n" not in source.text:
-            return Finding(doc.name, message, source.pointer, spec_line)
+        spec_line, column = doc.location(source.pointer)
         detail = f" (line {line} of the template)" if line and "\n" in source.text else ""
-        return Finding(doc.name, message + detail, source.pointer, spec_line)
+        return Finding(doc.name, message + detail, source.pointer, spec_line, column)
 
     try:
         parse(source)
@@ -209,19 +234,19 @@ def _url_findings(spec: Spec, doc: Document) -> list[Finding]:
     for i, auth in enumerate(spec.data["customerAuthenticationConfigurations"]):
         for key in ("authorizationUrl", "accessTokenUrl", "refreshTokenUrl"):
             if key in auth:
-                urls.append((f"/customerAuthenticationConfigurations/{i}/{key}", auth[key]))
+                urls.append((f"/customerAuthenticationConfigurations/{i}/{key}", auth[key], True))
     url_pointer = "/destinationServer/urlBasedDestination/url"
     node = resolve(spec.data, url_pointer)
     if "value" in node:
-        urls.append(
-            (url_pointer + "/value", _literal_prefix(node["value"], node["templatingStrategy"]))
-        )
+        prefix = _literal_prefix(node["value"], node["templatingStrategy"])
+        urls.append((url_pointer + "/value", prefix, prefix == node["value"]))
     findings = []
-    for pointer, url in urls:
+    for pointer, url, complete in urls:
         parts = urlsplit(url)
+        host_known = complete or any(c in url.partition("://")[2] for c in "/?#")
         if parts.scheme != "https":
             findings.append(doc.finding(pointer, f"URL {url!r} must start with https://"))
-        elif parts.hostname and _host_is_literal(url) and not host_allowed(parts.hostname, allowed):
+        elif parts.hostname and host_known and not host_allowed(parts.hostname, allowed):
             findings.append(
                 doc.finding(
                     pointer,
@@ -237,11 +262,6 @@ def _literal_prefix(template: str, strategy: str) -> str:
     if strategy == "NONE":
         return template
     return re.split(r"\{[{%#]", template, maxsplit=1)[0]
-
-
-def _host_is_literal(prefix: str) -> bool:
-    rest = prefix.split("://", 1)[1] if "://" in prefix else ""
-    return "/" in rest or "?" in rest or (bool(rest) and "{" not in rest)
 
 
 def _aggregation_findings(spec: Spec, doc: Document) -> list[Finding]:
@@ -272,5 +292,39 @@ def _aggregation_findings(spec: Spec, doc: Document) -> list[Finding]:
     if mapping_id.get("minimum", 0) > mapping_id.get("maximum", float("inf")):
         findings.append(
             doc.finding("/segmentMappingConfig/mappingIdSchema", "minimum is greater than maximum")
+        )
+    return findings
+
+
+def _naming_findings(spec: Spec, doc: Document) -> list[Finding]:
+    """Names that must be unique or present: rules, profile fields, the spec's own name."""
+    findings = []
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(spec.data.get("errorTranslation", [])):
+        if rule["name"] in seen:
+            findings.append(
+                doc.finding(
+                    f"/errorTranslation/{i}/name",
+                    f"rule name {rule['name']!r} is already used by"
+                    f" /errorTranslation/{seen[rule['name']]}",
+                )
+            )
+        seen.setdefault(rule["name"], i)
+    for i, field in enumerate(spec.data["schemaConfig"]["profileFields"]):
+        if ("name" in field) == ("namePattern" in field):
+            findings.append(
+                doc.finding(
+                    f"/schemaConfig/profileFields/{i}",
+                    "give the field either a `name` or a `namePattern`",
+                )
+            )
+    if spec.path.stem != spec.destination:
+        findings.append(
+            doc.finding(
+                "/name",
+                f"the spec is named {spec.destination!r} but its file is {spec.path.name};"
+                f" `dest-engine render {spec.destination}` finds specs by file name",
+                severity="warning",
+            )
         )
     return findings

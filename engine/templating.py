@@ -23,11 +23,18 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote, urlencode, urlsplit
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
+from jinja2 import (
+    ChainableUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+)
 from jinja2.environment import Template
 from jinja2.runtime import Undefined
 from jinja2.sandbox import SandboxedEnvironment
@@ -49,6 +56,9 @@ class Entry(NamedTuple):
     value: Any
 
 
+ENTRY_FIELDS = ("key", "value")
+
+
 class Map(dict[str, Any]):
     """A dict whose iteration yields `Entry(key, value)`, as Destination SDK templates expect.
 
@@ -63,6 +73,13 @@ class TemplateEnvironment(SandboxedEnvironment):
     """Sandboxed Jinja where `a.b` on a dict reads the key `b` (data before methods)."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is Map:  # the common case, first
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        if type(obj) is Entry and attribute in ENTRY_FIELDS:
+            return obj.key if attribute == "key" else obj.value
         if isinstance(obj, dict):
             try:
                 return obj[attribute]
@@ -80,19 +97,45 @@ def _status(membership: Any) -> Any:
     return membership.get("status") if isinstance(membership, dict) else None
 
 
-def added_segments(segments: Mapping[str, Any]) -> Map:
+def _memberships(segments: Any) -> Iterator[tuple[str, Any]]:
+    """(audience id, membership) from one namespace's map or from the namespaced map."""
+    if not isinstance(segments, Mapping):
+        return
+    for key, value in segments.items():
+        if isinstance(value, Mapping) and "status" not in value:
+            yield from _memberships(value)  # a namespace: {"ups": {audienceId: {...}}}
+        else:
+            yield key, value
+
+
+def added_segments(segments: Any) -> Map:
     """Audiences the profile is in (status realized, or the older existing)."""
-    return Map((k, v) for k, v in segments.items() if _status(v) in ADDED_STATUSES)
+    return Map((k, v) for k, v in _memberships(segments) if _status(v) in ADDED_STATUSES)
 
 
-def removed_segments(segments: Mapping[str, Any]) -> Map:
+def removed_segments(segments: Any) -> Map:
     """Audiences the profile left (status exited)."""
-    return Map((k, v) for k, v in segments.items() if _status(v) == "exited")
+    return Map((k, v) for k, v in _memberships(segments) if _status(v) == "exited")
 
 
 def has_segments(segments: Any) -> bool:
-    """Whether there is any entry."""
-    return isinstance(segments, Mapping) and len(segments) > 0
+    """Whether there is any audience membership."""
+    return any(True for _ in _memberships(segments))
+
+
+class TemplateUndefined(ChainableUndefined):
+    """A missing value: iterates as empty, tests false, chains (`a.b.c`), but cannot be printed.
+
+    Printing it would send wrong data, so that is an error naming what is missing.
+    """
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        self._fail_with_undefined_error()
+        return ""  # not reached
+
+    __html__ = __str__
 
 
 def is_empty(value: Any) -> bool:
@@ -103,7 +146,11 @@ def is_empty(value: Any) -> bool:
 
 
 def raw(value: Any) -> Markup:
-    """Print a value as JSON, unescaped."""
+    """Print a value as JSON, unescaped (also `tojson`: JSON needs no HTML escaping)."""
+    if type(value) is str:
+        return Markup(encode_basestring(value))
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
     return Markup(json.dumps(value, ensure_ascii=False))
 
 
@@ -129,15 +176,20 @@ FILTERS: dict[str, Any] = {
     "added": added_segments,
     "removed": removed_segments,
     "raw": raw,
+    "tojson": raw,
     "base64encode": base64encode,
 }
 
 
 def _json_finalize(value: Any) -> Any:
+    if type(value) is str:
+        return encode_basestring(value)[1:-1]
+    if type(value) is int:
+        return str(value)
     if isinstance(value, Markup | Undefined):
         return value
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)[1:-1]
+        return encode_basestring(value)[1:-1]
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -148,6 +200,13 @@ def _url_finalize(value: Any) -> Any:
 
 
 def _text_finalize(value: Any) -> Any:
+    """Plain text: JSON spellings for true, false and null (printed as nothing)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
     return value
 
 
@@ -160,11 +219,11 @@ def _make_environment(finalize: Callable[[Any], Any], undefined: type[Undefined]
 
 
 ENVIRONMENTS = {
-    "json": _make_environment(_json_finalize, StrictUndefined),
-    "url": _make_environment(_url_finalize, StrictUndefined),
-    "text": _make_environment(_text_finalize, StrictUndefined),
+    "json": _make_environment(_json_finalize, TemplateUndefined),
+    "url": _make_environment(_url_finalize, TemplateUndefined),
+    "text": _make_environment(_text_finalize, TemplateUndefined),
     # Messages for users must render even when a response lacks a field.
-    "message": _make_environment(_text_finalize, Undefined),
+    "message": _make_environment(_text_finalize, ChainableUndefined),
 }
 
 
@@ -266,51 +325,84 @@ class RequestTemplates:
             allowed_hosts=spec.data["allowedHosts"],
         )
 
-    def render(
-        self, batch: Batch, context: dict[str, Any], auth_data: Mapping[str, Any]
-    ) -> Request:
-        """Render one batch; `context` holds destination and customerData."""
-        ctx = dict(context)
-        ctx["input"] = batch.template_input()
-        url = _render(self.url, ctx, batch)
-        check_url(url, self.allowed_hosts, self.url[0])
-        header_ctx = dict(ctx, authData=auth_data)
-        headers: dict[str, str] = {}
-        if self.content_type:
-            headers["Content-Type"] = self.content_type
+    def bind(self, context: Mapping[str, Any], auth_data: Mapping[str, Any]) -> BoundTemplates:
+        """Templates ready to render: `context` holds destination and customerData.
+
+        Headers that do not read `input` are rendered once here.
+        """
+        variables = dict(ENVIRONMENTS["text"].globals)
+        variables.update(context)
+        header_vars = dict(variables, authData=auth_data)
+        headers: dict[str, str] = {"Content-Type": self.content_type} if self.content_type else {}
+        per_batch = []
         for name, src, tmpl in self.headers:
-            value = _render((src, tmpl), header_ctx, batch)
-            if "\r" in value or "\n" in value:
-                raise RenderError(f"{src.where(None)}: header {name} would contain a line break")
-            headers[name] = value
-        text = _render(self.body, ctx, batch)
-        if not self.is_json:
+            if tmpl is not None and "input" in meta.find_undeclared_variables(parse(src)):
+                per_batch.append((name, src, tmpl))
+                headers[name] = ""  # keeps the spec's header order
+            else:
+                headers[name] = _header(name, src, _render(src, tmpl, header_vars))
+        return BoundTemplates(self, variables, header_vars, headers, per_batch)
+
+
+@dataclass
+class BoundTemplates:
+    """A spec's templates bound to one connection's context and credentials."""
+
+    templates: RequestTemplates
+    variables: dict[str, Any]
+    header_vars: dict[str, Any]
+    headers: dict[str, str]
+    per_batch_headers: list[tuple[str, TemplateSource, Template]]
+
+    def render(self, batch: Batch) -> Request:
+        """The request for one batch; raises RenderError naming the template and the problem."""
+        t = self.templates
+        variables = dict(self.variables, input=batch.template_input())
+        url = _render(t.url[0], t.url[1], variables)
+        check_url(url, t.allowed_hosts, t.url[0])
+        headers = self.headers
+        if self.per_batch_headers:
+            headers = dict(headers)
+            header_vars = dict(self.header_vars, input=variables["input"])
+            for name, src, tmpl in self.per_batch_headers:
+                headers[name] = _header(name, src, _render(src, tmpl, header_vars))
+        text = _render(t.body[0], t.body[1], variables)
+        if not t.is_json:
             return Request(
-                self.method, url, headers, text, refs=batch.refs, identities=batch.identities
+                t.method, url, headers, text, refs=batch.refs, identities=batch.identities
             )
         try:
             parsed = json.loads(text)
         except json.JSONDecodeError as exc:
             bad_line = text.splitlines()[exc.lineno - 1].strip() if text.strip() else ""
             raise RenderError(
-                f"{self.body[0].where(None)}: the rendered body is not valid JSON: {exc.msg}"
+                f"{t.body[0].where(None)}: the rendered body is not valid JSON: {exc.msg}"
                 f" at line {exc.lineno}, column {exc.colno} of the output ({bad_line[:120]!r})"
             ) from None
-        body = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
-        return Request(self.method, url, headers, body, parsed, True, batch.refs, batch.identities)
+        return Request(t.method, url, headers, text, parsed, True, batch.refs, batch.identities)
 
 
-def _render(
-    compiled: tuple[TemplateSource, Template | None], ctx: dict[str, Any], batch: Batch
-) -> str:
-    source, template = compiled
+def _header(name: str, source: TemplateSource, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise RenderError(f"{source.where(None)}: header {name} would contain a line break")
+    return value
+
+
+def _render(source: TemplateSource, template: Template | None, variables: dict[str, Any]) -> str:
+    """Render with `variables` as the whole context (globals included: no copy per call)."""
     if template is None:
         return source.text
     try:
-        return template.render(ctx)
+        try:
+            return "".join(template.root_render_func(template.new_context(variables, shared=True)))
+        except Exception:
+            template.environment.handle_exception()  # re-raises with template line numbers
     except TemplateError as exc:
+        raise RenderError(f"{source.where(_template_line(exc))}: {exc.message or exc}") from None
+    except Exception as exc:
         line = _template_line(exc)
-        raise RenderError(f"{source.where(line)}: {exc.message or exc}") from None
+        raise RenderError(f"{source.where(line)}: {type(exc).__name__}: {exc}") from None
+    raise AssertionError("unreachable")
 
 
 def _template_line(exc: BaseException) -> int | None:
@@ -339,6 +431,8 @@ def check_url(url: str, allowed: list[str], source: TemplateSource) -> None:
     """Refuse a URL that is not https or leaves the spec's allowed hosts."""
     if any(c in url for c in " \t\r\n"):
         raise RenderError(f"{source.where(None)}: the URL contains white space: {url[:200]!r}")
+    if url.startswith(tuple(f"https://{host}/" for host in allowed if not host.startswith("*"))):
+        return  # the host is one of the allowed ones, whatever the path holds
     parts = urlsplit(url)
     if parts.scheme != "https":
         raise RenderError(f"{source.where(None)}: the URL must use https, not {url[:200]!r}")
@@ -356,9 +450,10 @@ def check_url(url: str, allowed: list[str], source: TemplateSource) -> None:
 
 @dataclass(frozen=True)
 class Obj:
-    """A context object with known members."""
+    """A context object with known members; `absent` explains members it lacks on purpose."""
 
     fields: Mapping[str, Any]
+    absent: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -509,6 +604,9 @@ class NameChecker:
                 return ANY, full
             if isinstance(key, str) and key in shape.fields:
                 return shape.fields[key], full
+            if isinstance(key, str) and key in shape.absent:
+                self._problem(node, f"`{full}` does not exist: {shape.absent[key]}")
+                return ANY, full
             self._problem(
                 node,
                 f"`{full}` does not exist{_suggest(str(key), list(shape.fields))}"
@@ -538,12 +636,14 @@ def _iterated(shape: Any) -> Any:
 
 
 def _key_check(
-    names: list[str], what: str, matches: Callable[[str], bool] | None = None
+    names: list[str], what: str, where: str, matches: Callable[[str], bool] | None = None
 ) -> Callable[[str], str | None]:
     def check(key: str) -> str | None:
         if key in names or (matches is not None and matches(key)):
             return None
-        return f"the spec has no {what} `{key}`{_suggest(key, names)}"
+        return f"the spec has no {what} `{key}`" + (
+            _suggest(key, names) or f"; declare it in {where}"
+        )
 
     return check
 
@@ -554,7 +654,9 @@ def context_roots(spec: Spec, kind: Kind) -> dict[str, Any]:
         return {"response": Obj({"status": ANY, "headers": ANY, "body": ANY})}
     data = spec.data
     namespaces = list(data["identityNamespaces"])
-    identity_map = MapOf(ListOf(Obj({"id": ANY})), _key_check(namespaces, "identity namespace"))
+    identity_map = MapOf(
+        ListOf(Obj({"id": ANY})), _key_check(namespaces, "identity namespace", "identityNamespaces")
+    )
     field_names = [f["name"] for f in data["schemaConfig"]["profileFields"] if "name" in f]
     patterns = [
         re.compile(f["namePattern"])
@@ -564,7 +666,10 @@ def context_roots(spec: Spec, kind: Kind) -> dict[str, Any]:
     attributes = MapOf(
         Obj({"value": ANY}),
         _key_check(
-            field_names, "target attribute", lambda k: any(p.fullmatch(k) for p in patterns)
+            field_names,
+            "target attribute",
+            "schemaConfig.profileFields",
+            lambda k: any(p.fullmatch(k) for p in patterns),
         ),
     )
     membership = Obj({"status": ANY, "lastQualificationTime": ANY})
@@ -576,25 +681,21 @@ def context_roots(spec: Spec, kind: Kind) -> dict[str, Any]:
         }
     )
     members: dict[str, Any] = {"profiles": ListOf(profile)}
+    absent = {
+        "profile": "a request of this spec carries several profiles (aggregation);"
+        " loop over `input.profiles`",
+        "aggregationKey": "it exists only with CONFIGURABLE_AGGREGATION",
+    }
     aggregation = data["aggregation"]
     if aggregation["aggregationType"] == "BEST_EFFORT":
         if aggregation["bestEffortAggregation"]["maxUsersPerRequest"] == 1:
             members["profile"] = profile
     else:
-        members["aggregationKey"] = Obj(
-            {
-                k: ANY
-                for k in (
-                    "segmentId",
-                    "segmentNamespace",
-                    "segmentAlias",
-                    "segmentStatus",
-                    "identityNamespaces",
-                )
-            }
+        members["aggregationKey"] = aggregation_key_shape(
+            aggregation["configurableAggregation"].get("aggregationKey", {})
         )
     roots: dict[str, Any] = {
-        "input": Obj(members),
+        "input": Obj(members, {k: v for k, v in absent.items() if k not in members}),
         "destination": Obj(
             {
                 "segmentAliases": MapOf(ANY),
@@ -603,11 +704,35 @@ def context_roots(spec: Spec, kind: Kind) -> dict[str, Any]:
                 "namespaceSegmentNames": MapOf(MapOf(ANY)),
             }
         ),
-        "customerData": Obj({f["name"]: ANY for f in data.get("customerDataFields", [])}),
+        "customerData": MapOf(
+            ANY,
+            _key_check(
+                [f["name"] for f in data.get("customerDataFields", [])],
+                "customer data field",
+                "customerDataFields",
+            ),
+        ),
     }
     if kind == "header":
         roots["authData"] = Obj({k: ANY for k in auth_data_fields(spec)})
     return roots
+
+
+def aggregation_key_shape(config: Mapping[str, Any]) -> Obj:
+    """`input.aggregationKey` holds only what the spec's aggregationKey settings put in it."""
+    groups = {
+        "includeSegmentId": ("segmentId", "segmentNamespace", "segmentAlias"),
+        "includeSegmentStatus": ("segmentStatus",),
+        "includeIdentity": ("identityNamespaces",),
+    }
+    fields, absent = {}, {}
+    for setting, names in groups.items():
+        for name in names:
+            if config.get(setting):
+                fields[name] = ANY
+            else:
+                absent[name] = f"set aggregationKey.{setting} to true to group by it"
+    return Obj(fields, absent)
 
 
 def auth_data_fields(spec: Spec) -> list[str]:

@@ -15,9 +15,9 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-from jinja2 import TemplateError
+from jinja2 import TemplateError, TemplateSyntaxError
 
-from engine.templating import ENVIRONMENTS, TemplateSource, check_names
+from engine.templating import ENVIRONMENTS, TemplateSource, check_names, parse
 
 if TYPE_CHECKING:
     from engine.findings import Document, Finding
@@ -107,9 +107,11 @@ def _condition(cond: Mapping[str, Any], value: Any) -> bool:
         return False
     if value is MISSING:
         return "exists" in cond and not cond["exists"]
-    if "equals" in cond and value != cond["equals"]:
+    if "equals" in cond and not (value == cond["equals"] and type(value) is type(cond["equals"])):
         return False
-    return not ("regex" in cond and not re.search(cond["regex"], str(value)))
+    return not (
+        "regex" in cond and not (isinstance(value, str) and re.search(cond["regex"], value))
+    )
 
 
 def json_pointer(document: Any, pointer: str) -> Any:
@@ -197,10 +199,13 @@ def check_rules(spec: Spec, doc: Document) -> list[Finding]:
         base = f"/errorTranslation/{i}"
         source = TemplateSource(rule["message"], "JINJA", doc.name, base + "/message", "message")
         try:
-            for _line, problem in check_names(spec, source):
-                findings.append(doc.finding(base + "/message", problem))
-        except TemplateError as exc:
-            findings.append(doc.finding(base + "/message", f"template syntax error: {exc}"))
+            parse(source)
+        except TemplateSyntaxError as exc:
+            findings.append(doc.finding(base + "/message", f"template syntax error: {exc.message}"))
+            continue
+        names = check_names(spec, source)
+        findings += [doc.finding(base + "/message", problem) for _line, problem in names]
+        if names:
             continue
         if rule["action"] == "RATE_LIMITED" and not rule.get("retryAt"):
             findings.append(
@@ -233,13 +238,21 @@ def _check_example(
         ]
     result = translate(rules, Response.from_example(example["response"]), EXAMPLE_NOW)
     if result.rule != rule["name"]:
-        by = f"rule {result.rule!r}, which comes first" if result.rule else "no rule"
-        return [
-            doc.finding(
-                pointer + "/response",
-                f"this example response is matched by {by}, not by rule {rule['name']!r}",
+        earlier = [r["name"] for r in rules[:i]]
+        if result.rule in earlier:
+            problem = (
+                f"this example response is matched by rule {result.rule!r}, which comes first;"
+                f" move rule {rule['name']!r} before it or narrow {result.rule!r}"
             )
-        ]
+        else:
+            falls = (
+                f"it falls through to rule {result.rule!r}" if result.rule else "no rule matches it"
+            )
+            problem = (
+                f"rule {rule['name']!r} does not match this example response ({falls});"
+                " check the rule's match conditions"
+            )
+        return [doc.finding(pointer + "/response", problem)]
     findings = []
     if "retryAt" in expect:
         wanted = parse_time(expect["retryAt"], "iso8601", EXAMPLE_NOW)
@@ -261,7 +274,7 @@ def _check_example(
         findings.append(
             doc.finding(
                 pointer + "/expect/message",
-                f"the rule's message for this example is {result.message!r}",
+                f"the example expects {expect['message']!r} but the rule gives {result.message!r}",
             )
         )
     return findings
@@ -277,7 +290,8 @@ def _gaps(rules: list[dict[str, Any]], doc: Document) -> list[Finding]:
                 doc.finding(
                     "/errorTranslation",
                     f"gap: no rule matches an HTTP {status} response;"
-                    f" dest-engine would {outcome.action} it with a generic message",
+                    f" dest-engine would {outcome.action} it with a generic message;"
+                    " add a rule for it (or a 4xx/5xx catch-all)",
                     severity="warning",
                 )
             )
