@@ -132,7 +132,8 @@ def main() -> None:
             )
         rate = {name: args.profiles / seconds for name, seconds in best.items()}
         print(
-            f"profiles: {args.profiles:,} ({counts['engine']:,} requests), best of {args.rounds} rounds"
+            f"profiles: {args.profiles:,} ({counts['engine']:,} requests),"
+            f" best of {args.rounds} rounds"
         )
         print(f"baseline: {rate['baseline']:>10,.0f} profiles/s")
         print(f"engine:   {rate['engine']:>10,.0f} profiles/s")

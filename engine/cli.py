@@ -16,6 +16,7 @@ from rich.syntax import Syntax
 
 from engine.activation import check_activation, load_activation
 from engine.catalog import example_path
+from engine.cli_delivery import auth, push, unusable
 from engine.findings import Finding, InvalidInput, UnreadableInput, display_path, read_text
 from engine.mapping import Skipped
 from engine.output import (
@@ -116,16 +117,6 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
-def fail(exc: InvalidInput | UnreadableInput) -> None:
-    """Print why an input is unusable and exit with the matching code."""
-    if isinstance(exc, UnreadableInput):
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    for finding in exc.findings:
-        click.echo(str(finding), err=True)
-    sys.exit(EXIT_INVALID)
-
-
 @main.command()
 @click.argument("spec_ref", metavar="SPEC")
 @click.option(
@@ -207,7 +198,7 @@ def render(
         pipeline = Pipeline(spec, act, redacted_auth_data(spec))
         _print_requests(pipeline.run(records), fmt, skipped_path)
     except (InvalidInput, UnreadableInput) as exc:
-        fail(exc)
+        unusable(exc)
     click.echo(summary(pipeline.tally), err=True)
     click.echo(
         "forecast: " + forecast(pipeline.tally.requests, spec.data.get("rateLimit")), err=True
@@ -269,3 +260,7 @@ def _render_template(
         key = json.dumps(group["aggregationKey"], ensure_ascii=False)
         click.echo(f"--- group {i}, aggregationKey {key}")
         click.echo(group["output"])
+
+
+main.add_command(push)
+main.add_command(auth)

@@ -24,7 +24,7 @@ from engine.findings import (
     load_document,
     read_text,
 )
-from engine.templating import Kind, TemplateSource, check_names, host_allowed, parse
+from engine.templating import Kind, TemplateSource, check_names, host_allowed, parse, reads
 from engine.translation import check_rules
 
 TEMPLATE_POINTERS: list[tuple[str, Kind]] = [
@@ -185,7 +185,12 @@ def _source_findings(spec: Spec, doc: Document, source: TemplateSource) -> list[
         parse(source)
     except TemplateSyntaxError as exc:
         return [finding(exc.lineno, f"template syntax error: {exc.message}")]
-    return [finding(line, message) for line, message in check_names(spec, source)]
+    findings = [finding(line, message) for line, message in check_names(spec, source)]
+    if source.kind == "header" and {"authData", "input"} <= reads(source):
+        findings.append(
+            finding(None, "a header that reads authData cannot also read input; split it in two")
+        )
+    return findings
 
 
 def _regex_findings(doc: Document) -> list[Finding]:

@@ -277,10 +277,15 @@ class Request:
     is_json: bool = False
     refs: tuple[str, ...] = ()  # the input profiles it carries, e.g. "line 3"
     identities: tuple[str, ...] = ()  # their destination identities, e.g. "OutreachId=123"
+    context: Mapping[str, Any] | None = None  # the templates' `input` and `destination`
 
     def display_body(self) -> Any:
         """The body as the user reads it: parsed JSON when JSON, else text."""
         return self.json_body if self.is_json else self.body
+
+    def message_context(self) -> dict[str, Any]:
+        """What error-rule messages may read besides `response`: `input`, `destination`."""
+        return dict(self.context or {})
 
 
 class RenderError(Exception):
@@ -299,6 +304,7 @@ class RequestTemplates:
     headers: list[tuple[str, TemplateSource, Template | None]]
     body: tuple[TemplateSource, Template | None]
     allowed_hosts: list[str] = field(default_factory=list)
+    _auth_cache: tuple[Any, dict[str, str]] | None = None
 
     @classmethod
     def from_spec(cls, spec: Spec) -> RequestTemplates:
@@ -328,7 +334,9 @@ class RequestTemplates:
     def bind(self, context: Mapping[str, Any], auth_data: Mapping[str, Any]) -> BoundTemplates:
         """Templates ready to render: `context` holds destination and customerData.
 
-        Headers that do not read `input` are rendered once here.
+        Headers that do not read `input` are rendered once here. `auth_data` is
+        the redacted one: `push` puts the live credentials in at send time
+        (`auth_headers`), so what `render` shows is what `push` sends.
         """
         variables = dict(ENVIRONMENTS["text"].globals)
         variables.update(context)
@@ -336,17 +344,36 @@ class RequestTemplates:
         headers: dict[str, str] = {"Content-Type": self.content_type} if self.content_type else {}
         per_batch = []
         for name, src, tmpl in self.headers:
-            if tmpl is not None and "input" in meta.find_undeclared_variables(parse(src)):
+            if tmpl is not None and "input" in reads(src):
                 per_batch.append((name, src, tmpl))
                 headers[name] = ""  # keeps the spec's header order
             else:
                 headers[name] = _header(name, src, _render(src, tmpl, header_vars))
         return BoundTemplates(self, variables, header_vars, headers, per_batch)
 
+    def auth_headers(self, auth_data: Mapping[str, Any]) -> dict[str, str]:
+        """The headers that read `authData`, rendered with live credentials (cached per token)."""
+        key = tuple(sorted(auth_data.items()))
+        cached = self._auth_cache
+        if cached is None or cached[0] != key:
+            variables = dict(ENVIRONMENTS["text"].globals, authData=auth_data)
+            rendered = {
+                name: _header(name, src, _render(src, tmpl, variables))
+                for name, src, tmpl in self.headers
+                if tmpl is not None and "authData" in reads(src)
+            }
+            cached = self._auth_cache = (key, rendered)
+        return cached[1]
+
+
+def reads(source: TemplateSource) -> set[str]:
+    """The context names a template reads."""
+    return meta.find_undeclared_variables(parse(source))
+
 
 @dataclass
 class BoundTemplates:
-    """A spec's templates bound to one connection's context and credentials."""
+    """A spec's templates bound to one connection's context."""
 
     templates: RequestTemplates
     variables: dict[str, Any]
@@ -367,9 +394,10 @@ class BoundTemplates:
             for name, src, tmpl in self.per_batch_headers:
                 headers[name] = _header(name, src, _render(src, tmpl, header_vars))
         text = _render(t.body[0], t.body[1], variables)
+        context = {"input": variables["input"], "destination": variables["destination"]}
         if not t.is_json:
             return Request(
-                t.method, url, headers, text, refs=batch.refs, identities=batch.identities
+                t.method, url, headers, text, None, False, batch.refs, batch.identities, context
             )
         try:
             parsed = json.loads(text)
@@ -379,7 +407,9 @@ class BoundTemplates:
                 f"{t.body[0].where(None)}: the rendered body is not valid JSON: {exc.msg}"
                 f" at line {exc.lineno}, column {exc.colno} of the output ({bad_line[:120]!r})"
             ) from None
-        return Request(t.method, url, headers, text, parsed, True, batch.refs, batch.identities)
+        return Request(
+            t.method, url, headers, text, parsed, True, batch.refs, batch.identities, context
+        )
 
 
 def _header(name: str, source: TemplateSource, value: str) -> str:
@@ -650,8 +680,6 @@ def _key_check(
 
 def context_roots(spec: Spec, kind: Kind) -> dict[str, Any]:
     """The shape of the template context the spec defines, for the static name check."""
-    if kind == "message":
-        return {"response": Obj({"status": ANY, "headers": ANY, "body": ANY})}
     data = spec.data
     namespaces = list(data["identityNamespaces"])
     identity_map = MapOf(
@@ -715,6 +743,9 @@ def context_roots(spec: Spec, kind: Kind) -> dict[str, Any]:
     }
     if kind == "header":
         roots["authData"] = Obj({k: ANY for k in auth_data_fields(spec)})
+    if kind == "message":  # error-rule messages: the response, and the request's input
+        del roots["customerData"]
+        roots["response"] = Obj({"status": ANY, "headers": ANY, "body": ANY})
     return roots
 
 

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-from jinja2 import TemplateError, TemplateSyntaxError
+from jinja2 import Template, TemplateError, TemplateSyntaxError
 
 from engine.templating import ENVIRONMENTS, TemplateSource, check_names, parse
 
@@ -56,16 +57,21 @@ class Translation:
 
 
 def translate(
-    rules: list[dict[str, Any]], response: Response, now: datetime | None = None
+    rules: list[dict[str, Any]],
+    response: Response,
+    now: datetime | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> Translation:
-    """Apply the first matching rule, or the fallback."""
+    """Apply the first matching rule, or the fallback.
+
+    `context` (the request's `input` and `destination`) is there for the message.
+    """
     now = now or datetime.now(UTC)
     for rule in rules:
         if matches(rule["match"], response):
             retry_at = read_retry_at(rule.get("retryAt", []), response, now)
-            return Translation(
-                rule["name"], rule["action"], render_message(rule["message"], response), retry_at
-            )
+            message = render_message(rule["message"], response, context)
+            return Translation(rule["name"], rule["action"], message, retry_at)
     return fallback(response)
 
 
@@ -172,20 +178,21 @@ def parse_time(text: str, fmt: str, now: datetime) -> datetime | None:
         return None
 
 
-def render_message(template: str, response: Response) -> str:
-    """The rule's message with `response` in its context; never fails."""
+@lru_cache(maxsize=256)
+def _message_template(text: str) -> Template:
+    return ENVIRONMENTS["message"].from_string(text)  # type: ignore[no-any-return]
+
+
+def render_message(
+    template: str, response: Response, context: Mapping[str, Any] | None = None
+) -> str:
+    """The rule's message, with `response` and the request's context; never fails."""
+    values = {
+        **(context or {}),
+        "response": {"status": response.status, "headers": response.headers, "body": response.body},
+    }
     try:
-        text = (
-            ENVIRONMENTS["message"]
-            .from_string(template)
-            .render(
-                response={
-                    "status": response.status,
-                    "headers": response.headers,
-                    "body": response.body,
-                }
-            )
-        )
+        text = _message_template(template).render(values)
     except TemplateError as exc:
         return f"{template} (the message could not be rendered: {exc})"
     return " ".join(str(text).split())

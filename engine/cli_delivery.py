@@ -1,0 +1,482 @@
+"""The commands that talk to a destination: `auth` (connect an account) and `push` (deliver)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import sys
+import time
+import webbrowser
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+import click
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from engine.activation import load_activation
+from engine.auth import AuthError, OAuthClient, TokenManager, auth_config, load_credentials, login
+from engine.credentials import CredentialError, Credentials, CredentialStore
+from engine.delivery import Delivery, DeliveryOptions, Outcome
+from engine.endpoints import EndpointError, Endpoints
+from engine.findings import InvalidInput, UnreadableInput
+from engine.pipeline import Pipeline, redacted_auth_data
+from engine.profiles import read_profiles
+from engine.ratelimit import RateLimiter, clock_time
+from engine.spec import Spec, load_spec
+
+CLIENT_ID_ENV = "DEST_ENGINE_CLIENT_ID"
+CLIENT_SECRET_ENV = "DEST_ENGINE_CLIENT_SECRET"
+EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_STOPPED = 0, 1, 3, 4
+
+endpoint_option = click.option(
+    "--endpoint-override",
+    "overrides",
+    multiple=True,
+    metavar="ORIGIN=ORIGIN",
+    help="Send what would go to ORIGIN to another origin, e.g."
+    " https://api.outreach.io=http://127.0.0.1:8080 (plain http only to loopback). Repeatable.",
+)
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def unusable(exc: InvalidInput | UnreadableInput) -> NoReturn:
+    """An input file that cannot be used: its findings, then exit 1 (invalid) or 2 (unreadable)."""
+    if isinstance(exc, UnreadableInput):
+        _fail(str(exc), 2)
+    for finding in exc.findings:
+        click.echo(str(finding), err=True)
+    sys.exit(EXIT_FAILED)
+
+
+def _spec(ref: str) -> Spec:
+    try:
+        return load_spec(ref)
+    except (InvalidInput, UnreadableInput) as exc:
+        unusable(exc)
+
+
+def _endpoints(overrides: tuple[str, ...]) -> Endpoints:
+    try:
+        return Endpoints(overrides)
+    except EndpointError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _client_credentials(stored: Credentials | None = None, prompt: bool = True) -> tuple[str, str]:
+    """Client id and secret: from the environment, the stored connection, or a prompt."""
+    client_id = os.environ.get(CLIENT_ID_ENV) or (stored.client_id if stored else None)
+    secret = os.environ.get(CLIENT_SECRET_ENV) or (stored.client_secret if stored else None)
+    if prompt:
+        client_id = client_id or click.prompt("OAuth client id", err=True)
+        secret = secret or click.prompt("OAuth client secret", hide_input=True, err=True)
+    return client_id or "", secret or ""
+
+
+@click.group()
+def auth() -> None:
+    """Connect an account: log in, import tokens, show status, log out.
+
+    Tokens are kept per connection in a file only you can read (mode 0600) in
+    your config folder, or in $DEST_ENGINE_CONFIG_DIR. OAuth client id and
+    secret come from $DEST_ENGINE_CLIENT_ID / $DEST_ENGINE_CLIENT_SECRET or a prompt.
+    """
+
+
+@auth.command("login")
+@click.argument("spec_ref", metavar="SPEC")
+@click.option("--connection", required=True, help="Name of the connection (an account).")
+@click.option(
+    "--no-browser", is_flag=True, help="Print the login URL instead of opening a browser."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8910,
+    show_default=True,
+    help="Port of the callback listener on 127.0.0.1 (the redirect URI is"
+    " http://127.0.0.1:PORT/callback); 0 picks a free one.",
+)
+@click.option(
+    "--timeout", type=float, default=300, show_default=True, help="Seconds to wait for the browser."
+)
+@endpoint_option
+def auth_login(
+    spec_ref: str,
+    connection: str,
+    no_browser: bool,
+    port: int,
+    timeout: float,
+    overrides: tuple[str, ...],
+) -> None:
+    """Log in through the browser (OAuth 2 authorization code) and store the tokens."""
+    spec = _spec(spec_ref)
+    if auth_config(spec)["authType"] != "OAUTH2":
+        raise click.UsageError(
+            f"{spec.destination} does not use OAuth 2: use `dest-engine auth import`"
+        )
+    client_id, secret = _client_credentials()
+
+    def open_url(url: str) -> None:
+        if no_browser or not webbrowser.open(url):
+            click.echo(
+                f"Open this URL in a browser to connect {spec.data['title']}:\n{url}", err=True
+            )
+        else:
+            click.echo("Waiting for the login in your browser...", err=True)
+
+    store = CredentialStore()
+    with httpx.Client(timeout=30) as http:
+        oauth = OAuthClient(spec, client_id, secret, http, _endpoints(overrides))
+        try:
+            credentials = login(spec, connection, store, oauth, open_url, port, timeout)
+        except (AuthError, CredentialError, OSError) as exc:
+            _fail(str(exc))
+    click.echo(
+        f"connected {connection!r} ({spec.destination}); credentials in {store.path(connection)}",
+        err=True,
+    )
+    _print_status(credentials, "text")
+
+
+@auth.command("import")
+@click.argument("spec_ref", metavar="SPEC")
+@click.option("--connection", required=True, help="Name of the connection (an account).")
+def auth_import(spec_ref: str, connection: str) -> None:
+    """Read a token set as JSON from stdin (for machines without a browser).
+
+    OAuth token responses work as they are (access_token, refresh_token,
+    expires_in, scope); BASIC takes {"username": ..., "password": ...}.
+    """
+    spec = _spec(spec_ref)
+    text = sys.stdin.read()
+    try:
+        tokens = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"stdin is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", 2)
+    if not isinstance(tokens, dict):
+        _fail("stdin must hold a JSON object", 2)
+    config = auth_config(spec)
+    client_id, secret = _client_credentials(prompt=False)
+    base = Credentials(
+        connection,
+        spec.destination,
+        config["authType"],
+        client_id=client_id or None,
+        client_secret=secret or None,
+    )
+    try:
+        if config["authType"] == "BASIC":
+            credentials = Credentials(
+                **{
+                    **base.__dict__,
+                    "username": tokens.get("username"),
+                    "password": tokens.get("password"),
+                    "obtained_at": time.time(),
+                }
+            )
+        else:
+            paths = {
+                "access": config.get("accessTokenResponsePath", "access_token"),
+                "refresh": config.get("refreshTokenResponsePath", "refresh_token"),
+                "expires": config.get("expiresInResponsePath", "expires_in"),
+            }
+            credentials = base.with_tokens(tokens, paths, time.time())
+        store = CredentialStore()
+        store.save(credentials)
+    except CredentialError as exc:
+        _fail(str(exc), 2)
+    click.echo(f"imported credentials for {connection!r} ({spec.destination})", err=True)
+    _print_status(credentials, "text")
+
+
+@auth.command("status")
+@click.option("--connection", required=True, help="Name of the connection.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def auth_status(connection: str, fmt: str) -> None:
+    """Show a connection's destination, scopes and token expiry (never the tokens)."""
+    try:
+        credentials = CredentialStore().load(connection)
+    except CredentialError as exc:
+        _fail(str(exc))
+    if credentials is None:
+        _fail(f"connection {connection!r} has no credentials; run `dest-engine auth login`")
+    _print_status(credentials, fmt)
+
+
+@auth.command("logout")
+@click.option("--connection", required=True, help="Name of the connection.")
+def auth_logout(connection: str) -> None:
+    """Forget a connection's credentials."""
+    try:
+        removed = CredentialStore().delete(connection)
+    except CredentialError as exc:
+        _fail(str(exc))
+    click.echo(
+        f"logged out of {connection!r}" if removed else f"{connection!r} had no credentials",
+        err=True,
+    )
+
+
+def _print_status(credentials: Credentials, fmt: str) -> None:
+    info = credentials.summary()
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    expiry = "no expiry" if info["expiresAt"] is None else f"expires {info['expiresAt']}"
+    if info["expiresInSeconds"] is not None:
+        left = info["expiresInSeconds"]
+        expiry += " (expired)" if left <= 0 else f" (in {left // 60} min)"
+    click.echo(f"connection: {info['connection']}")
+    click.echo(f"destination: {info['destination']} ({info['authType']})")
+    click.echo(f"scopes: {' '.join(info['scope']) or '-'}")
+    click.echo(
+        f"token: obtained {info['obtainedAt']}, {expiry},"
+        f" refresh token: {'yes' if info['hasRefreshToken'] else 'no'}"
+    )
+
+
+@click.command()
+@click.argument("spec_ref", metavar="SPEC")
+@click.option(
+    "--activation", required=True, type=click.Path(dir_okay=False), help="Activation file."
+)
+@click.option(
+    "--profiles", required=True, help="Profiles: a JSONL or JSON-array file, or - for stdin."
+)
+@click.option(
+    "--connection", help="Connection whose credentials to use (default: the activation's)."
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write every profile's outcome here as JSONL.",
+)
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="When the rate-limit budget is spent, stop (exit 4) instead of waiting for the reset.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Requests in flight at most.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    help="Seconds to wait for a response (default: the spec's retryPolicy.timeoutSeconds).",
+)
+@click.option("--limit", type=click.IntRange(min=0), help="Push only the first N profiles.")
+@endpoint_option
+def push(
+    spec_ref: str,
+    activation: str,
+    profiles: str,
+    connection: str | None,
+    report_path: str | None,
+    no_wait: bool,
+    concurrency: int,
+    timeout: float | None,
+    limit: int | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Deliver: render exactly what `render` shows, then send it.
+
+    Exit 0 when every profile was delivered or skipped by design, 3 when some
+    were rejected, 1 when the run failed, 4 when it stopped with work left
+    (--no-wait, or a wait longer than the spec allows).
+    """
+    spec = _spec(spec_ref)
+    endpoints = _endpoints(overrides)
+    try:
+        act = load_activation(activation, spec)
+        records = read_profiles(profiles)
+        if limit is not None:
+            records = itertools.islice(records, limit)
+        pipeline = Pipeline(spec, act, redacted_auth_data(spec))
+    except (InvalidInput, UnreadableInput) as exc:
+        unusable(exc)
+    connection = connection or act.connection
+    store = CredentialStore()
+    console = Console(stderr=True)
+    with httpx.Client(
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    ) as http:
+        tokens = _tokens(spec, connection, store, http, endpoints)
+        with _progress(console, profiles) as progress:
+
+            def notice(message: str) -> None:
+                progress.log(message)
+
+            limiter = RateLimiter(
+                spec.data.get("rateLimit"),
+                on_wait=lambda until: notice(
+                    f"rate limit: budget spent; resuming at {clock_time(until)}"
+                ),
+            )
+            delivery = Delivery(
+                pipeline.templates,
+                tokens,
+                limiter,
+                http,
+                endpoints,
+                DeliveryOptions(concurrency, not no_wait, timeout),
+                notice,
+            )
+            with _report(report_path) as report:
+                counts = _consume(delivery.run(pipeline.run(records)), report, progress)
+    click.echo(_summary(pipeline, counts, delivery), err=True)
+    sys.exit(_exit_code(counts, delivery))
+
+
+def _tokens(
+    spec: Spec, connection: str, store: CredentialStore, http: httpx.Client, endpoints: Endpoints
+) -> TokenManager | None:
+    config = auth_config(spec)
+    if config["authType"] == "NONE":
+        return None
+    try:
+        credentials = load_credentials(spec, connection, store)
+    except (AuthError, CredentialError) as exc:
+        _fail(str(exc))
+    oauth = None
+    if config["authType"] == "OAUTH2":
+        client_id, secret = _client_credentials(credentials, prompt=False)
+        oauth = OAuthClient(spec, client_id, secret, http, endpoints)
+    return TokenManager(spec, store, credentials, oauth)
+
+
+class _Log:
+    """Progress for a terminal (rich) or plain log lines."""
+
+    def __init__(self, console: Console, total: int | None) -> None:
+        self.console = console
+        self.bar: Progress | None = None
+        self.task: Any = None
+        self.last = time.monotonic()
+        if console.is_terminal:
+            self.bar = Progress(
+                TextColumn("pushing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                console=console,
+            )
+            self.task = self.bar.add_task("push", total=total, detail="")
+
+    def log(self, message: str) -> None:
+        self.console.print(message, markup=False, highlight=False)
+
+    def advance(self, done: int, counts: Counter[str]) -> None:
+        detail = ", ".join(f"{n:,} {state}" for state, n in sorted(counts.items()))
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, detail=detail)
+        elif time.monotonic() - self.last >= 10:
+            self.last = time.monotonic()
+            self.log(f"{done:,} outcomes so far: {detail}")
+
+
+@contextlib.contextmanager
+def _progress(console: Console, profiles: str) -> Iterator[_Log]:
+    total = _count_lines(profiles)
+    log = _Log(console, total)
+    if log.bar is None:
+        yield log
+        return
+    with log.bar:
+        yield log
+
+
+def _count_lines(profiles: str) -> int | None:
+    """Profiles in a JSONL file (for the progress bar); None for stdin or JSON arrays."""
+    if profiles == "-":
+        return None
+    try:
+        with open(profiles, "rb") as f:
+            if f.read(1) == b"[":
+                return None
+            f.seek(0)
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _report(path: str | None) -> Iterator[TextIO | None]:
+    if path is None:
+        yield None
+        return
+    with Path(path).open("w", encoding="utf-8") as out:
+        yield out
+
+
+def _consume(
+    outcomes: Iterator[Outcome], report: TextIO | None, progress: _Log
+) -> dict[str, Counter[str]]:
+    states: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    done = 0
+    for outcome in outcomes:
+        states[outcome.state] += 1
+        if outcome.state == "skipped":
+            skipped[outcome.category or "other"] += 1
+            done += 1
+        else:
+            done += len(outcome.refs)
+            if outcome.state == "rejected":
+                rejected[outcome.rule or "no rule"] += 1
+            if outcome.state in ("rejected", "failed"):
+                progress.log(
+                    f"{outcome.state} {', '.join(outcome.identities or outcome.refs)}:"
+                    f" {outcome.message}"
+                )
+        if report is not None:
+            report.write(json.dumps(outcome.report(), ensure_ascii=False) + "\n")
+        progress.advance(done, states)
+    return {"states": states, "skipped": skipped, "rejected": rejected}
+
+
+def _by(counter: Counter[str]) -> str:
+    return (
+        " (" + ", ".join(f"{n:,} {k}" for k, n in sorted(counter.items())) + ")" if counter else ""
+    )
+
+
+def _summary(pipeline: Pipeline, counts: dict[str, Counter[str]], delivery: Delivery) -> str:
+    s = counts["states"]
+    sent = s["delivered"] + s["rejected"] + s["failed"]
+    lines = [
+        f"read {pipeline.tally.read:,} profiles; {s['skipped']:,} skipped{_by(counts['skipped'])}",
+        f"requests: {sent:,} sent, {s['delivered']:,} delivered,"
+        f" {s['rejected']:,} rejected{_by(counts['rejected'])},"
+        f" {s['failed']:,} failed, {s['pending']:,} pending; {delivery.retries:,} retried",
+    ]
+    if delivery.stopped:
+        lines.append(f"stopped: {delivery.stopped}")
+    return "\n".join(lines)
+
+
+def _exit_code(counts: dict[str, Counter[str]], delivery: Delivery) -> int:
+    s = counts["states"]
+    if delivery.failed_run or s["failed"]:
+        return EXIT_FAILED
+    if s["pending"]:
+        return EXIT_STOPPED
+    return EXIT_REJECTED if s["rejected"] else EXIT_OK
