@@ -180,7 +180,7 @@ def _mapping_findings(doc: Document, spec: Spec) -> list[Finding]:
                 )
             )
     config = spec.data["schemaConfig"]
-    if config.get("identityRequired") and not mapped & set(namespaces):
+    if config.get("identityRequired") and not mapped & set(namespaces) and not findings:
         findings.append(
             doc.finding("/mappings", "map at least one identity namespace of the destination")
         )

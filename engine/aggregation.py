@@ -50,6 +50,14 @@ class Batch:
         return data
 
 
+class NothingToSend(Exception):
+    """The aggregation key leaves nothing of a profile to send: a category and a reason."""
+
+    def __init__(self, category: str, reason: str) -> None:
+        super().__init__(reason)
+        self.category = category
+
+
 class Aggregator:
     """Turns a stream of target profiles into batches."""
 
@@ -69,9 +77,16 @@ class Aggregator:
         self.aliases = {(a.namespace, a.id): a.alias for a in activation.audiences}
         self.open: dict[tuple[Any, ...], Batch] = {}
 
-    def add(self, target: TargetProfile) -> Iterator[Batch]:
-        """Add a profile; yield the batches it completes."""
-        for key, aggregation_key, profile in self._events(target.profile):
+    def add(self, target: TargetProfile) -> list[Batch]:
+        """Add a profile; return the batches it completes.
+
+        Raises NothingToSend when the aggregation key leaves nothing of the profile.
+        """
+        events = list(self._events(target.profile))
+        if not events:
+            raise self._nothing_to_send()
+        full = []
+        for key, aggregation_key, profile in events:
             for piece in self._split(profile):
                 batch = self.open.get(key)
                 if batch is None:
@@ -82,7 +97,13 @@ class Aggregator:
                 batch.add(target, piece)
                 if len(batch.profiles) >= self.limit:
                     del self.open[key]
-                    yield batch
+                    full.append(batch)
+        return full
+
+    def _nothing_to_send(self) -> NothingToSend:
+        if self.key_config.get("includeSegmentId"):
+            return NothingToSend("no-audience", "not in any activated audience")
+        return NothingToSend("missing-identity", "no identity in any of the aggregationKey groups")
 
     def flush(self) -> Iterator[Batch]:
         """Yield every batch still open, oldest first."""
@@ -93,13 +114,11 @@ class Aggregator:
         if not self.split_by_id:
             yield profile
             return
+        # One identity per namespace per entry: the i-th of each namespace together.
         identity_map = profile.get("identityMap", Map())
-        namespaces = list(identity_map.keys())
-        for combo in itertools.product(*(identity_map[ns] for ns in namespaces)):
-            yield Map(
-                profile,
-                identityMap=Map((ns, [entry]) for ns, entry in zip(namespaces, combo, strict=True)),
-            )
+        columns = [[(ns, entry) for entry in entries] for ns, entries in identity_map.items()]
+        for row in itertools.zip_longest(*columns):
+            yield Map(profile, identityMap=Map((ns, [entry]) for ns, entry in filter(None, row)))
 
     def _events(self, profile: Map) -> Iterator[tuple[tuple[Any, ...], Map | None, Map]]:
         """(grouping key, input.aggregationKey, the profile restricted to that key)."""
@@ -115,7 +134,7 @@ class Aggregator:
         if not self.key_config.get("includeSegmentId"):
             yield {}, profile
             return
-        for namespace, audiences in profile["segmentMembership"].items():
+        for namespace, audiences in profile.get("segmentMembership", Map()).items():
             for audience_id, membership in audiences.items():
                 key = {
                     "segmentId": audience_id,
@@ -143,4 +162,4 @@ class Aggregator:
             present = [ns for ns in group if ns in identity_map]
             if present:
                 part = Map(profile, identityMap=Map((ns, identity_map[ns]) for ns in present))
-                yield {"identityNamespaces": present}, part
+                yield {"identityNamespaces": list(group)}, part

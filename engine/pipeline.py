@@ -7,13 +7,14 @@ so every input record ends in exactly one recorded state.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.activation import DEFAULT_NAMESPACE, Activation, Audience
-from engine.aggregation import Aggregator, Batch
+from engine.aggregation import Aggregator, Batch, NothingToSend
 from engine.mapping import Mapper, Skipped, TargetProfile
 from engine.profiles import BadRecord, Record
 from engine.spec import Spec, load_spec
@@ -90,7 +91,12 @@ class Pipeline:
             if isinstance(target, Skipped):
                 yield self._skip(target)
                 continue
-            for batch in self.aggregator.add(target):
+            try:
+                batches = self.aggregator.add(target)
+            except NothingToSend as exc:
+                yield self._skip(Skipped(target.ref, exc.category, str(exc)))
+                continue
+            for batch in batches:
                 yield from self._render(batch)
         for batch in self.aggregator.flush():
             yield from self._render(batch)
@@ -154,7 +160,8 @@ def render_template(
     batches: list[Batch] = []
     for i, profile in enumerate(target_profiles, start=1):
         target = TargetProfile(f"profile {i}", to_map(profile))
-        batches += aggregator.add(target)
+        with contextlib.suppress(NothingToSend):
+            batches += aggregator.add(target)
     batches += aggregator.flush()
     results = []
     for batch in batches:

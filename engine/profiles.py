@@ -86,7 +86,7 @@ def _read_lines(stream: IO[bytes]) -> Iterator[Record]:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            data = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             yield BadRecord(ref, f"invalid JSON: {exc.msg} at column {exc.colno}")
             continue
@@ -100,7 +100,8 @@ def _read_array(stream: IO[bytes]) -> Iterator[Record]:
             yield _as_profile(f"item {number}", data)
     except ijson.JSONError as exc:
         yield BadRecord(
-            f"after item {number}", f"invalid JSON ({exc}); the rest of the file cannot be read"
+            f"after item {number}",
+            f"invalid JSON ({str(exc).splitlines()[0]}); the rest of the file cannot be read",
         )
 
 

@@ -113,7 +113,8 @@ def semantic_findings(spec: Spec, doc: Document) -> list[Finding]:
     findings += _url_findings(spec, doc)
     findings += _aggregation_findings(spec, doc)
     findings += _naming_findings(spec, doc)
-    return sorted(findings, key=lambda f: (f.file != doc.name, f.file, f.line or 0, f.column or 0))
+    unique = list(dict.fromkeys(findings))  # a name misread twice on one line is one finding
+    return sorted(unique, key=lambda f: (f.file != doc.name, f.file, f.line or 0, f.column or 0))
 
 
 def _template_findings(spec: Spec, doc: Document) -> list[Finding]:

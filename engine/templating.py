@@ -77,7 +77,7 @@ class TemplateEnvironment(SandboxedEnvironment):
             try:
                 return obj[attribute]
             except KeyError:
-                return self.undefined(obj=obj, name=attribute)
+                return self.undefined(f"{attribute!r} is missing in this profile", obj, attribute)
         if type(obj) is Entry and attribute in ENTRY_FIELDS:
             return obj.key if attribute == "key" else obj.value
         if isinstance(obj, dict):
@@ -400,7 +400,12 @@ class BoundTemplates:
                 t.method, url, headers, text, None, False, batch.refs, batch.identities, context
             )
         try:
-            parsed = json.loads(text)
+            parsed = json.loads(text, object_pairs_hook=_unique_keys)
+        except DuplicateKey as exc:
+            raise RenderError(
+                f"{t.body[0].where(None)}: the rendered body has the key {exc.key!r} twice,"
+                " so one value would be lost; check the mappings"
+            ) from None
         except json.JSONDecodeError as exc:
             bad_line = text.splitlines()[exc.lineno - 1].strip() if text.strip() else ""
             raise RenderError(
@@ -410,6 +415,24 @@ class BoundTemplates:
         return Request(
             t.method, url, headers, text, parsed, True, batch.refs, batch.identities, context
         )
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (the later would silently win)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return result
 
 
 def _header(name: str, source: TemplateSource, value: str) -> str:

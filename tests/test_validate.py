@@ -883,10 +883,9 @@ def _no_catch_all(spec: Spec) -> None:
 @case(
     "includeSegmentStatus-without-includeSegmentId",
     [
-        "destinations/outreach.json:200:33: "
-        "/aggregation/configurableAggregation/aggregationKey/includeSegmentStatus: "
-        "includeSegmentStatus needs includeSegmentId: true",
-        summary(1, 0),
+        "destinations/outreach.json:200:33: /aggregation/configurableAggregation/aggregationKey/includeSegmentStatus: includeSegmentStatus needs includeSegmentId: true",
+        "destinations/outreach.json:546:18: /errorTranslation/8/message: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
+        summary(2, 0),
     ],
 )
 def _segment_status_without_id(spec: Spec) -> None:
@@ -903,9 +902,10 @@ def _segment_status_without_id(spec: Spec) -> None:
     [
         "destinations/outreach.json:200:33: /aggregation/configurableAggregation/aggregationKey/includeSegmentStatus: includeSegmentStatus needs includeSegmentId: true",
         "destinations/outreach.json:209:18: /destinationServer/urlBasedDestination/url/value: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
+        "destinations/outreach.json:546:18: /errorTranslation/8/message: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
         "templates/outreach/prospect.json.j2:4: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
         "templates/outreach/prospect.json.j2:6: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
-        summary(4, 0),
+        summary(5, 0),
     ],
 )
 def _aggregated_with_profile_templates(spec: Spec) -> None:
@@ -915,10 +915,9 @@ def _aggregated_with_profile_templates(spec: Spec) -> None:
 @case(
     "aggregation-group-unknown-namespace",
     [
-        "destinations/outreach.json:204:15: "
-        "/aggregation/configurableAggregation/aggregationKey/groups/0/namespaces/0: "
-        "identity namespace 'OutreachID' is not in identityNamespaces (OutreachId)",
-        summary(1, 0),
+        "destinations/outreach.json:204:15: /aggregation/configurableAggregation/aggregationKey/groups/0/namespaces/0: identity namespace 'OutreachID' is not in identityNamespaces (OutreachId)",
+        "destinations/outreach.json:553:18: /errorTranslation/8/message: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
+        summary(2, 0),
     ],
 )
 def _group_namespace(spec: Spec) -> None:
@@ -1040,7 +1039,7 @@ def test_json_format_lists_the_same_findings_as_text(
     report = json.loads(as_json.stdout)
     assert [(r["spec"], r["valid"]) for r in report["results"]] == [(SPEC, False)]
     findings = report["results"][0]["findings"]
-    assert len(findings) == 4
+    assert len(findings) == 5
     for finding in findings:
         assert set(finding) == {"file", "line", "column", "pointer", "message", "severity"}
         assert isinstance(finding["line"], int)
@@ -1048,7 +1047,7 @@ def test_json_format_lists_the_same_findings_as_text(
     assert {f["file"] for f in findings} == {SPEC, "templates/outreach/prospect.json.j2"}
     *finding_lines, verdict = text.stdout.splitlines()
     assert [text_of(f) for f in findings] == finding_lines
-    assert verdict == summary(4, 0)
+    assert verdict == summary(5, 0)
 
 
 def test_json_format_reports_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
