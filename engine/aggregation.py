@@ -34,11 +34,7 @@ class Batch:
         self.profiles.append(profile)
         if target.ref not in self.refs:
             self.refs += (target.ref,)
-        self.identities += tuple(
-            f"{ns}={entry['id']}"
-            for ns, entries in profile.get("identityMap", Map()).items()
-            for entry in entries
-        )
+        self.identities += (identity_key(profile),)
 
     def template_input(self) -> Map:
         """The template's `input`."""
@@ -48,6 +44,23 @@ class Batch:
         if self.aggregation_key is not None:
             data["aggregationKey"] = self.aggregation_key
         return data
+
+
+def identity_key(profile: Map) -> str:
+    """A profile entry's identities as one string: `OutreachId=123` (`;` between several)."""
+    return ";".join(
+        f"{ns}={entry['id']}"
+        for ns, entries in profile.get("identityMap", Map()).items()
+        for entry in entries
+    )
+
+
+def split_by_identity(profile: Map) -> Iterator[Map]:
+    """One entry per identity value: the i-th value of each namespace go together."""
+    identity_map = profile.get("identityMap", Map())
+    columns = [[(ns, entry) for entry in entries] for ns, entries in identity_map.items()]
+    for row in itertools.zip_longest(*columns):
+        yield Map(profile, identityMap=Map((ns, [entry]) for ns, entry in filter(None, row)))
 
 
 class NothingToSend(Exception):
@@ -111,14 +124,10 @@ class Aggregator:
         yield from batches
 
     def _split(self, profile: Map) -> Iterator[Map]:
-        if not self.split_by_id:
+        if self.split_by_id:
+            yield from split_by_identity(profile)
+        else:
             yield profile
-            return
-        # One identity per namespace per entry: the i-th of each namespace together.
-        identity_map = profile.get("identityMap", Map())
-        columns = [[(ns, entry) for entry in entries] for ns, entries in identity_map.items()]
-        for row in itertools.zip_longest(*columns):
-            yield Map(profile, identityMap=Map((ns, [entry]) for ns, entry in filter(None, row)))
 
     def _events(self, profile: Map) -> Iterator[tuple[tuple[Any, ...], Map | None, Map]]:
         """(grouping key, input.aggregationKey, the profile restricted to that key)."""

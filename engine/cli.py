@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from rich.syntax import Syntax
 
 from engine.activation import check_activation, load_activation
 from engine.catalog import example_path
-from engine.cli_delivery import auth, push, unusable
+from engine.cli_delivery import auth, failed, push, state_option, status, unusable
 from engine.findings import Finding, InvalidInput, UnreadableInput, display_path, read_text
+from engine.ledger import Ledger, default_path
 from engine.mapping import Skipped
 from engine.output import (
     forecast,
@@ -32,6 +34,7 @@ from engine.pipeline import Pipeline, redacted_auth_data, render_template
 from engine.profiles import Record, read_profiles
 from engine.samples import sample_profiles
 from engine.spec import Spec, check_spec, load_spec
+from engine.sync import Sync, preview
 from engine.templating import Request
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -125,6 +128,14 @@ def _plural(n: int, word: str) -> str:
     help="Activation file (default: the destination's bundled example).",
 )
 @click.option(
+    "--diff",
+    is_flag=True,
+    help="Instead of requests, show per identity what changed since the last push (field by"
+    " field: old -> new) and what is unchanged.",
+)
+@click.option("--connection", help="With --diff: the connection whose ledger to compare with.")
+@state_option
+@click.option(
     "--profiles",
     help="Profiles: a JSONL or JSON-array file, or - for stdin (default: the bundled example).",
 )
@@ -163,6 +174,9 @@ def _plural(n: int, word: str) -> str:
     " array, for --template.",
 )
 def render(
+    diff: bool,
+    connection: str | None,
+    state: str | None,
     spec_ref: str,
     activation: str | None,
     profiles: str | None,
@@ -196,6 +210,9 @@ def render(
         if limit is not None:
             records = itertools.islice(records, limit)
         pipeline = Pipeline(spec, act, redacted_auth_data(spec))
+        if diff:
+            _print_diff(spec, pipeline, records, connection or act.connection, state)
+            return
         _print_requests(pipeline.run(records), fmt, skipped_path)
     except (InvalidInput, UnreadableInput) as exc:
         unusable(exc)
@@ -203,6 +220,33 @@ def render(
     click.echo(
         "forecast: " + forecast(pipeline.tally.requests, spec.data.get("rateLimit")), err=True
     )
+
+
+def _print_diff(
+    spec: Spec, pipeline: Pipeline, records: Iterable[Record], connection: str, state: str | None
+) -> None:
+    path = Path(state) if state else default_path(connection)
+    ledger = Ledger(path if path.exists() else Path(":memory:"))
+    kinds: Counter[str] = Counter()
+    for change in preview(Sync(spec, pipeline, ledger), records):
+        if isinstance(change, Skipped):
+            click.echo(skipped_line(change), err=True)
+            continue
+        kinds[change.kind] += 1
+        fields = "; ".join(
+            f"{name}: {json.dumps(old)} -> {json.dumps(new)}" for name, old, new in change.fields
+        )
+        click.echo(
+            f"{change.kind} {change.identity} ({change.ref})" + (f": {fields}" if fields else "")
+        )
+    ledger.close()
+    to_send = kinds["new"] + kinds["changed"]
+    click.echo(
+        f"{kinds['new']:,} new, {kinds['changed']:,} changed, {kinds['unchanged']:,} unchanged"
+        f" (ledger {path if path.exists() else 'not created yet'})",
+        err=True,
+    )
+    click.echo("forecast: " + forecast(to_send, spec.data.get("rateLimit")), err=True)
 
 
 def _default_example(spec: Spec, given: str | None, name: str, option: str) -> str:
@@ -262,5 +306,5 @@ def _render_template(
         click.echo(group["output"])
 
 
-main.add_command(push)
-main.add_command(auth)
+for command in (push, auth, status, failed):
+    main.add_command(command)

@@ -6,6 +6,8 @@ import contextlib
 import itertools
 import json
 import os
+import signal
+import sqlite3
 import sys
 import time
 import webbrowser
@@ -25,15 +27,22 @@ from engine.credentials import CredentialError, Credentials, CredentialStore
 from engine.delivery import Delivery, DeliveryOptions, Outcome
 from engine.endpoints import EndpointError, Endpoints
 from engine.findings import InvalidInput, UnreadableInput
+from engine.ledger import Ledger, default_path
 from engine.pipeline import Pipeline, redacted_auth_data
 from engine.profiles import read_profiles
 from engine.ratelimit import RateLimiter, clock_time
 from engine.spec import Spec, load_spec
+from engine.sync import Sync
 
 CLIENT_ID_ENV = "DEST_ENGINE_CLIENT_ID"
 CLIENT_SECRET_ENV = "DEST_ENGINE_CLIENT_SECRET"
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_STOPPED = 0, 1, 3, 4
 
+state_option = click.option(
+    "--state",
+    type=click.Path(dir_okay=False),
+    help="The ledger file (default: per connection, in your data folder or $DEST_ENGINE_DATA_DIR).",
+)
 endpoint_option = click.option(
     "--endpoint-override",
     "overrides",
@@ -282,6 +291,14 @@ def _print_status(credentials: Credentials, fmt: str) -> None:
     help="Seconds to wait for a response (default: the spec's retryPolicy.timeoutSeconds).",
 )
 @click.option("--limit", type=click.IntRange(min=0), help="Push only the first N profiles.")
+@click.option("--full", is_flag=True, help="Send every profile, changed or not.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep reading profiles as they arrive (with --profiles -) until the input ends or"
+    " SIGTERM/Ctrl-C; what is not sent yet stays staged for the next run.",
+)
+@state_option
 @endpoint_option
 def push(
     spec_ref: str,
@@ -293,13 +310,21 @@ def push(
     concurrency: int,
     timeout: float | None,
     limit: int | None,
+    full: bool,
+    follow: bool,
+    state: str | None,
     overrides: tuple[str, ...],
 ) -> None:
-    """Deliver: render exactly what `render` shows, then send it.
+    """Deliver what changed: render exactly what `render` shows, then send it.
 
-    Exit 0 when every profile was delivered or skipped by design, 3 when some
-    were rejected, 1 when the run failed, 4 when it stopped with work left
-    (--no-wait, or a wait longer than the spec allows).
+    Profiles are first staged in the connection's ledger (only identities whose
+    data differs from what the destination last received; the newest update
+    wins), then sent. A run that is interrupted or killed loses nothing: the
+    next run sends what is still staged.
+
+    Exit 0 when every profile was delivered, unchanged or skipped by design, 3
+    when some were rejected, 1 when the run failed, 4 when it stopped with work
+    left (--no-wait, an interruption, or a wait longer than the spec allows).
     """
     spec = _spec(spec_ref)
     endpoints = _endpoints(overrides)
@@ -312,36 +337,73 @@ def push(
     except (InvalidInput, UnreadableInput) as exc:
         unusable(exc)
     connection = connection or act.connection
-    store = CredentialStore()
-    console = Console(stderr=True)
-    with httpx.Client(
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    ) as http:
-        tokens = _tokens(spec, connection, store, http, endpoints)
-        with _progress(console, profiles) as progress:
-
-            def notice(message: str) -> None:
-                progress.log(message)
-
-            limiter = RateLimiter(
-                spec.data.get("rateLimit"),
-                on_wait=lambda until: notice(
-                    f"rate limit: budget spent; resuming at {clock_time(until)}"
-                ),
-            )
-            delivery = Delivery(
-                pipeline.templates,
-                tokens,
-                limiter,
-                http,
-                endpoints,
-                DeliveryOptions(concurrency, not no_wait, timeout),
-                notice,
-            )
-            with _report(report_path) as report:
-                counts = _consume(delivery.run(pipeline.run(records)), report, progress)
-    click.echo(_summary(pipeline, counts, delivery), err=True)
+    ledger = _ledger(connection, state)
+    ledger.set_meta(
+        "run", {"spec": str(spec.path.resolve()), "activation": str(Path(activation).resolve())}
+    )
+    run = ledger.start_run("push")
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with httpx.Client(limits=limits) as http, _progress(Console(stderr=True), profiles) as progress:
+        tokens = _tokens(spec, connection, CredentialStore(), http, endpoints)
+        delivery = _delivery(
+            spec, pipeline, tokens, http, endpoints, progress, no_wait, concurrency, timeout
+        )
+        sync = Sync(spec, pipeline, ledger, delivery)
+        with _report(report_path) as report, _interruptible(delivery):
+            if follow:
+                outcomes = sync.follow(records)
+            else:
+                outcomes = itertools.chain(sync.stage(records, full), sync.send())
+            counts = _consume(outcomes, report, progress)
+    ledger.set_meta("rateLimit", delivery.limiter.observed or None)
+    summary = _summary(pipeline, counts, delivery, sync)
+    ledger.finish_run(run, {"summary": summary, "exit": _exit_code(counts, delivery)})
+    ledger.close()
+    click.echo(summary, err=True)
     sys.exit(_exit_code(counts, delivery))
+
+
+def _ledger(connection: str, state: str | None) -> Ledger:
+    try:
+        return Ledger(Path(state) if state else default_path(connection))
+    except (OSError, sqlite3.Error) as exc:
+        _fail(f"the ledger {state or default_path(connection)} cannot be opened: {exc}")
+
+
+def _delivery(
+    spec: Spec,
+    pipeline: Pipeline,
+    tokens: TokenManager | None,
+    http: httpx.Client,
+    endpoints: Endpoints,
+    progress: _Log,
+    no_wait: bool,
+    concurrency: int,
+    timeout: float | None,
+) -> Delivery:
+    def waiting(until: float) -> None:
+        progress.log(f"rate limit: budget spent; resuming at {clock_time(until)}")
+
+    limiter = RateLimiter(spec.data.get("rateLimit"), on_wait=waiting)
+    options = DeliveryOptions(concurrency, not no_wait, timeout)
+    return Delivery(pipeline.templates, tokens, limiter, http, endpoints, options, progress.log)
+
+
+@contextlib.contextmanager
+def _interruptible(delivery: Delivery) -> Iterator[None]:
+    """SIGTERM and Ctrl-C stop sending new requests; the ones in flight finish and are recorded."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        delivery.stop(
+            f"interrupted ({signal.Signals(signum).name}); what was not sent stays staged"
+        )
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _tokens(
@@ -381,7 +443,7 @@ class _Log:
             self.task = self.bar.add_task("push", total=total, detail="")
 
     def log(self, message: str) -> None:
-        self.console.print(message, markup=False, highlight=False)
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def advance(self, done: int, counts: Counter[str]) -> None:
         detail = ", ".join(f"{n:,} {state}" for state, n in sorted(counts.items()))
@@ -459,11 +521,14 @@ def _by(counter: Counter[str]) -> str:
     )
 
 
-def _summary(pipeline: Pipeline, counts: dict[str, Counter[str]], delivery: Delivery) -> str:
+def _summary(
+    pipeline: Pipeline, counts: dict[str, Counter[str]], delivery: Delivery, sync: Sync
+) -> str:
     s = counts["states"]
     sent = s["delivered"] + s["rejected"] + s["failed"]
     lines = [
-        f"read {pipeline.tally.read:,} profiles; {s['skipped']:,} skipped{_by(counts['skipped'])}",
+        f"read {pipeline.tally.read:,} profiles; {s['skipped']:,} skipped{_by(counts['skipped'])};"
+        f" {sync.unchanged:,} unchanged; {sync.staged:,} staged",
         f"requests: {sent:,} sent, {s['delivered']:,} delivered,"
         f" {s['rejected']:,} rejected{_by(counts['rejected'])},"
         f" {s['failed']:,} failed, {s['pending']:,} pending; {delivery.retries:,} retried",
@@ -480,3 +545,152 @@ def _exit_code(counts: dict[str, Counter[str]], delivery: Delivery) -> int:
     if s["pending"]:
         return EXIT_STOPPED
     return EXIT_REJECTED if s["rejected"] else EXIT_OK
+
+
+@click.command()
+@click.option("--connection", required=True, help="Name of the connection.")
+@state_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def status(connection: str, state: str | None, fmt: str) -> None:
+    """What the ledger knows: delivered, staged and rejected identities, last runs, rate limit."""
+    path = Path(state) if state else default_path(connection)
+    if not path.exists():
+        _fail(f"no ledger for {connection!r} at {path}: nothing was pushed with it yet")
+    ledger = _ledger(connection, state)
+    info = ledger.status()
+    ledger.close()
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    pending = info["pending"]
+    click.echo(f"connection: {connection} (ledger {path})")
+    click.echo(f"delivered: {info['delivered']:,} identities")
+    click.echo(
+        f"staged: {sum(pending.values()):,}"
+        + (
+            " (" + ", ".join(f"{n:,} {s}" for s, n in sorted(pending.items())) + ")"
+            if pending
+            else ""
+        )
+    )
+    letters = info["deadLetters"]
+    click.echo(
+        f"rejected (dead letters): {sum(letters.values()):,}"
+        + (
+            " (" + ", ".join(f"{n:,} {r}" for r, n in sorted(letters.items())) + ")"
+            if letters
+            else ""
+        )
+    )
+    budget = info["rateLimit"]
+    if budget:
+        reset = f", resets at {clock_time(budget['resetAt'])}" if "resetAt" in budget else ""
+        click.echo(f"rate limit last seen: {budget.get('remaining', '?')} requests left{reset}")
+    for run in info["runs"]:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run["startedAt"]))
+        outcome = (run["summary"] or {}).get("summary", "did not finish (interrupted or killed)")
+        click.echo(
+            f"run {run['id']} ({run['command']}, {started} UTC): " + outcome.replace("\n", "; ")
+        )
+
+
+@click.group()
+def failed() -> None:
+    """Rejected profiles (dead letters): list, show, export, and retry them."""
+
+
+@failed.command("list")
+@click.option("--connection", required=True, help="Name of the connection.")
+@state_option
+@click.option("--rule", help="Only those of this error rule.")
+def failed_list(connection: str, state: str | None, rule: str | None) -> None:
+    """One line per rejected identity: identity, rule, status, message."""
+    for letter in _letters(connection, state, rule):
+        click.echo(
+            f"{letter['identity']}\t{letter['rule']}\t{letter['status']}\t{letter['message']}"
+        )
+
+
+@failed.command("show")
+@click.argument("identity")
+@click.option("--connection", required=True, help="Name of the connection.")
+@state_option
+def failed_show(identity: str, connection: str, state: str | None) -> None:
+    """Everything kept about one rejected identity (e.g. OutreachId=123), as JSON."""
+    matches = [
+        letter for letter in _letters(connection, state, None) if letter["identity"] == identity
+    ]
+    if not matches:
+        _fail(f"no dead letter for {identity!r}; `dest-engine failed list` shows them")
+    click.echo(json.dumps(matches[0], indent=2, ensure_ascii=False))
+
+
+@failed.command("export")
+@click.option("--connection", required=True, help="Name of the connection.")
+@state_option
+@click.option("--rule", help="Only those of this error rule.")
+def failed_export(connection: str, state: str | None, rule: str | None) -> None:
+    """All dead letters as JSONL on stdout."""
+    for letter in _letters(connection, state, rule):
+        click.echo(json.dumps(letter, ensure_ascii=False))
+
+
+@failed.command("retry")
+@click.option("--connection", required=True, help="Name of the connection.")
+@state_option
+@click.option("--rule", help="Only those of this error rule.")
+@click.option("--spec", "spec_ref", help="The spec (default: the one of the last push).")
+@click.option(
+    "--activation",
+    type=click.Path(dir_okay=False),
+    help="The activation (default: the one of the last push).",
+)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True)
+@endpoint_option
+def failed_retry(
+    connection: str,
+    state: str | None,
+    rule: str | None,
+    spec_ref: str | None,
+    activation: str | None,
+    concurrency: int,
+    overrides: tuple[str, ...],
+) -> None:
+    """Send rejected profiles again through the normal pipeline (after fixing the cause)."""
+    ledger = _ledger(connection, state)
+    last = ledger.meta("run") or {}
+    spec_ref, activation = spec_ref or last.get("spec"), activation or last.get("activation")
+    if not spec_ref or not activation:
+        _fail("give --spec and --activation (no earlier push recorded them)")
+    spec = _spec(spec_ref)
+    endpoints = _endpoints(overrides)
+    try:
+        pipeline = Pipeline(spec, load_activation(activation, spec), redacted_auth_data(spec))
+    except (InvalidInput, UnreadableInput) as exc:
+        unusable(exc)
+    moved = ledger.requeue(rule)
+    click.echo(f"retrying {moved:,} rejected identities", err=True)
+    run = ledger.start_run("failed retry")
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with httpx.Client(limits=limits) as http, _progress(Console(stderr=True), "-") as progress:
+        tokens = _tokens(spec, connection, CredentialStore(), http, endpoints)
+        delivery = _delivery(
+            spec, pipeline, tokens, http, endpoints, progress, False, concurrency, None
+        )
+        sync = Sync(spec, pipeline, ledger, delivery)
+        with _interruptible(delivery):
+            counts = _consume(sync.send(), None, progress)
+    summary = _summary(pipeline, counts, delivery, sync)
+    ledger.finish_run(run, {"summary": summary, "exit": _exit_code(counts, delivery)})
+    ledger.close()
+    click.echo(summary, err=True)
+    sys.exit(_exit_code(counts, delivery))
+
+
+def _letters(connection: str, state: str | None, rule: str | None) -> list[dict[str, Any]]:
+    ledger = _ledger(connection, state)
+    letters = ledger.dead_letters(rule)
+    ledger.close()
+    return letters

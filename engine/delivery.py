@@ -52,6 +52,8 @@ class Outcome:
     status: int | None = None
     attempts: int = 0
     category: str | None = None
+    request: dict[str, Any] | None = None  # for dead letters: what was sent, secrets redacted
+    response: str | None = None  # for dead letters: the start of the response body
 
     def report(self) -> dict[str, Any]:
         """One line of `--report`: no secrets, only what the user needs to act."""
@@ -67,7 +69,14 @@ class Outcome:
 
 
 def skipped_outcome(skipped: Skipped) -> Outcome:
-    return Outcome("skipped", (skipped.ref,), message=skipped.reason, category=skipped.category)
+    return Outcome(
+        "skipped",
+        (skipped.ref,),
+        skipped.identities,
+        None,
+        skipped.reason,
+        category=skipped.category,
+    )
 
 
 @dataclass
@@ -112,8 +121,15 @@ class Delivery:
         self.retries = 0
         self.lock = threading.Lock()
 
-    def run(self, events: Iterable[Request | Skipped]) -> Iterator[Outcome]:
-        """An Outcome for every request and skipped profile, as they complete."""
+    def run(
+        self,
+        events: Iterable[Request | Skipped],
+        before_send: Callable[[Request], None] = lambda _: None,
+    ) -> Iterator[Outcome]:
+        """An Outcome for every request and skipped profile, as they complete.
+
+        `before_send` is called (in this thread) just before a request is handed to a sender.
+        """
         limit = max(1, self.options.concurrency)
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="send") as pool:
             in_flight: set[Future[Outcome]] = set()
@@ -127,6 +143,7 @@ class Delivery:
                 if len(in_flight) >= 2 * limit:
                     done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                     yield from (future.result() for future in done)
+                before_send(event)
                 in_flight.add(pool.submit(self.deliver, event))
             while in_flight:
                 done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -141,7 +158,7 @@ class Delivery:
             try:
                 self.limiter.acquire(wait=self.options.wait)
             except BudgetSpent as exc:
-                self._stop(
+                self.stop(
                     f"the rate-limit budget is spent until {clock_time(exc.reset_at)} (--no-wait)"
                 )
                 return self._pending(request, attempts)
@@ -163,6 +180,7 @@ class Delivery:
             translation, status = self._translate(request, result)
             action = translation.action
             if action == "REJECT":
+                excerpt = result.text[:2000] if isinstance(result, httpx.Response) else None
                 return Outcome(
                     "rejected",
                     request.refs,
@@ -171,6 +189,8 @@ class Delivery:
                     translation.message,
                     status,
                     attempts,
+                    request=request.shown(),
+                    response=excerpt,
                 )
             if action == "FAIL_RUN":
                 return self._fail_run(
@@ -248,7 +268,7 @@ class Delivery:
             else (self.limiter.reset_at or now + self.policy["initialBackoffSeconds"])
         )
         if not self.options.wait or until - now > self.policy["maxWaitSeconds"]:
-            self._stop(f"the destination asks to wait until {clock_time(until)}")
+            self.stop(f"the destination asks to wait until {clock_time(until)}")
             return False
         self.limiter.block_until(until)
         return True
@@ -261,7 +281,8 @@ class Delivery:
         )
         return self.rng.uniform(delay / 2, delay) if p["jitter"] else delay
 
-    def _stop(self, reason: str) -> None:
+    def stop(self, reason: str) -> None:
+        """Send no more requests; the ones not sent end as pending."""
         with self.lock:
             if self.stopped is None:
                 self.stopped = reason
@@ -277,7 +298,7 @@ class Delivery:
     ) -> Outcome:
         with self.lock:
             self.failed_run = True
-        self._stop(message)
+        self.stop(message)
         return Outcome("failed", request.refs, request.identities, rule, message, status, attempts)
 
     def _pending(self, request: Request, attempts: int) -> Outcome:

@@ -36,6 +36,7 @@ class Skipped:
     ref: str
     category: str
     reason: str
+    identities: tuple[str, ...] = ()  # set when a staged identity could not be rendered
 
 
 def _shown(value: Any) -> str:

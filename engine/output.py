@@ -13,16 +13,7 @@ from engine.templating import Request
 
 def request_json(request: Request) -> str:
     """One request as one JSON line: method, url, headers, body (parsed when JSON), profiles."""
-    return json.dumps(
-        {
-            "method": request.method,
-            "url": request.url,
-            "headers": request.headers,
-            "body": request.display_body(),
-            "profiles": list(request.refs),
-        },
-        ensure_ascii=False,
-    )
+    return json.dumps({**request.shown(), "profiles": list(request.refs)}, ensure_ascii=False)
 
 
 def request_http(request: Request) -> str:

@@ -82,14 +82,23 @@ class Pipeline:
 
     def run(self, records: Iterable[Record]) -> Iterator[Request | Skipped]:
         """Every request to send and every profile skipped."""
+        return self.requests(self.targets(records))
+
+    def targets(self, records: Iterable[Record]) -> Iterator[TargetProfile | Skipped]:
+        """Mapping: every target profile and every profile skipped."""
         for record in records:
             self.tally.read += 1
             if isinstance(record, BadRecord):
                 yield self._skip(Skipped(record.ref, "invalid-record", record.reason))
                 continue
             target = self.mapper.map(record)
+            yield self._skip(target) if isinstance(target, Skipped) else target
+
+    def requests(self, targets: Iterable[TargetProfile | Skipped]) -> Iterator[Request | Skipped]:
+        """Aggregation and templating: the requests for target profiles."""
+        for target in targets:
             if isinstance(target, Skipped):
-                yield self._skip(target)
+                yield target
                 continue
             try:
                 batches = self.aggregator.add(target)
@@ -106,7 +115,7 @@ class Pipeline:
             request = self.bound.render(batch)
         except RenderError as exc:
             for ref in batch.refs:
-                yield self._skip(Skipped(ref, "render-error", str(exc)))
+                yield self._skip(Skipped(ref, "render-error", str(exc), batch.identities))
             return
         self.tally.requests += 1
         yield request

@@ -283,6 +283,15 @@ class Request:
         """The body as the user reads it: parsed JSON when JSON, else text."""
         return self.json_body if self.is_json else self.body
 
+    def shown(self) -> dict[str, Any]:
+        """The request as `render` shows it (secrets redacted)."""
+        return {
+            "method": self.method,
+            "url": self.url,
+            "headers": self.headers,
+            "body": self.display_body(),
+        }
+
     def message_context(self) -> dict[str, Any]:
         """What error-rule messages may read besides `response`: `input`, `destination`."""
         return dict(self.context or {})
