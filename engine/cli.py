@@ -17,6 +17,7 @@ from rich.syntax import Syntax
 
 from engine.activation import check_activation, load_activation
 from engine.catalog import example_path
+from engine.cli_authoring import docs, explain, list_destinations, new
 from engine.cli_delivery import auth, failed, push, state_option, status, unusable
 from engine.findings import Finding, InvalidInput, UnreadableInput, display_path, read_text
 from engine.ledger import Ledger, default_path
@@ -306,5 +307,5 @@ def _render_template(
         click.echo(group["output"])
 
 
-for command in (push, auth, status, failed):
+for command in (push, auth, status, failed, list_destinations, docs, explain, new):
     main.add_command(command)

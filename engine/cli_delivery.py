@@ -67,7 +67,7 @@ def unusable(exc: InvalidInput | UnreadableInput) -> NoReturn:
     sys.exit(EXIT_FAILED)
 
 
-def _spec(ref: str) -> Spec:
+def spec_or_exit(ref: str) -> Spec:
     try:
         return load_spec(ref)
     except (InvalidInput, UnreadableInput) as exc:
@@ -128,7 +128,7 @@ def auth_login(
     overrides: tuple[str, ...],
 ) -> None:
     """Log in through the browser (OAuth 2 authorization code) and store the tokens."""
-    spec = _spec(spec_ref)
+    spec = spec_or_exit(spec_ref)
     if auth_config(spec)["authType"] != "OAUTH2":
         raise click.UsageError(
             f"{spec.destination} does not use OAuth 2: use `dest-engine auth import`"
@@ -166,7 +166,7 @@ def auth_import(spec_ref: str, connection: str) -> None:
     OAuth token responses work as they are (access_token, refresh_token,
     expires_in, scope); BASIC takes {"username": ..., "password": ...}.
     """
-    spec = _spec(spec_ref)
+    spec = spec_or_exit(spec_ref)
     text = sys.stdin.read()
     try:
         tokens = json.loads(text)
@@ -326,7 +326,7 @@ def push(
     when some were rejected, 1 when the run failed, 4 when it stopped with work
     left (--no-wait, an interruption, or a wait longer than the spec allows).
     """
-    spec = _spec(spec_ref)
+    spec = spec_or_exit(spec_ref)
     endpoints = _endpoints(overrides)
     try:
         act = load_activation(activation, spec)
@@ -664,7 +664,7 @@ def failed_retry(
     spec_ref, activation = spec_ref or last.get("spec"), activation or last.get("activation")
     if not spec_ref or not activation:
         _fail("give --spec and --activation (no earlier push recorded them)")
-    spec = _spec(spec_ref)
+    spec = spec_or_exit(spec_ref)
     endpoints = _endpoints(overrides)
     try:
         pipeline = Pipeline(spec, load_activation(activation, spec), redacted_auth_data(spec))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -154,6 +155,14 @@ def raw(value: Any) -> Markup:
     return Markup(json.dumps(value, ensure_ascii=False))
 
 
+def sha256(value: Any) -> str:
+    """Hex SHA-256 of the value's UTF-8 text, for APIs that take hashed identities.
+
+    Normalise first as the API asks, e.g. `{{ email | trim | lower | sha256 }}`.
+    """
+    return hashlib.sha256(str(value).encode()).hexdigest()
+
+
 def base64encode(value: Any) -> str:
     """Base64 of the value's UTF-8 text."""
     return base64.b64encode(str(value).encode()).decode("ascii")
@@ -178,6 +187,7 @@ FILTERS: dict[str, Any] = {
     "raw": raw,
     "tojson": raw,
     "base64encode": base64encode,
+    "sha256": sha256,
 }
 
 

@@ -7,6 +7,7 @@ conditions all hold decides. A response no rule matches gets the fallback:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -303,3 +304,46 @@ def _gaps(rules: list[dict[str, Any]], doc: Document) -> list[Finding]:
                 )
             )
     return findings
+
+
+def condition_reasons(match: Mapping[str, Any], response: Response) -> list[tuple[bool, str]]:
+    """Each condition of a rule's `match`, whether it holds, and why, in words."""
+    reasons: list[tuple[bool, str]] = []
+    statuses = match.get("status")
+    if statuses is not None:
+        ok = any(_status_matches(s, response.status) for s in statuses)
+        shown = ", ".join(str(s) for s in statuses)
+        reasons.append((ok, f"status {response.status} {'is' if ok else 'is not'} in [{shown}]"))
+    for part, conditions in (
+        ("body", match.get("body", [])),
+        ("headers", match.get("headers", [])),
+    ):
+        for cond in conditions:
+            where = cond["pointer"] if part == "body" else f"header {cond['header']}"
+            value = (
+                json_pointer(response.body, cond["pointer"])
+                if part == "body"
+                else (response.headers.get(cond["header"], MISSING))
+            )
+            shown = "missing" if value is MISSING else json.dumps(value, ensure_ascii=False)[:80]
+            wanted = ", ".join(
+                f"{k} {json.dumps(cond[k], ensure_ascii=False)}"
+                for k in ("equals", "regex", "exists")
+                if k in cond
+            )
+            reasons.append((_condition(cond, value), f"{where} is {shown} (wanted: {wanted})"))
+    return reasons
+
+
+def explain(
+    rules: list[dict[str, Any]], response: Response, now: datetime | None = None
+) -> dict[str, Any]:
+    """Which rule a response hits and why, the rules before it that missed, and the outcome."""
+    tried = []
+    for index, rule in enumerate(rules):
+        reasons = condition_reasons(rule["match"], response)
+        tried.append({"rule": rule["name"], "index": index, "reasons": reasons})
+        if all(ok for ok, _ in reasons):
+            break
+    result = translate(rules, response, now)
+    return {"translation": result, "tried": tried}

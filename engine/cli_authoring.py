@@ -1,0 +1,153 @@
+"""The commands for destination authors: list, docs, explain, new."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+import httpx
+
+from engine.catalog import search_dirs
+from engine.cli_delivery import spec_or_exit, unusable
+from engine.docs import ACTIONS, destination_docs
+from engine.findings import InvalidInput, UnreadableInput, load_document
+from engine.scaffold import scaffold
+from engine.spec import check_spec
+from engine.translation import Response
+from engine.translation import explain as explain_response
+
+
+@click.command("list")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def list_destinations(fmt: str) -> None:
+    """The available destinations (./destinations first, then the bundled ones)."""
+    rows, seen = [], set()
+    for folder in search_dirs():
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            if path.stem in seen:
+                continue
+            seen.add(path.stem)
+            try:
+                data = load_document(path).data
+                auth = data["customerAuthenticationConfigurations"][0]["authType"]
+                row = {
+                    "name": path.stem,
+                    "title": data["title"],
+                    "category": data.get("uiAttributes", {}).get("category", "-"),
+                    "auth": auth,
+                    "identities": list(data["identityNamespaces"]),
+                    "valid": not [f for f in check_spec(str(path)) if f.severity == "error"],
+                    "path": str(path),
+                }
+            except (InvalidInput, UnreadableInput, KeyError, TypeError, IndexError):
+                row = {
+                    "name": path.stem,
+                    "title": "-",
+                    "category": "-",
+                    "auth": "-",
+                    "identities": [],
+                    "valid": False,
+                    "path": str(path),
+                }
+            rows.append(row)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        state = "" if r["valid"] else "  (invalid: run dest-engine validate)"
+        identities = ", ".join(r["identities"])
+        click.echo(f"{r['name']}\t{r['title']}\t{r['category']}\t{r['auth']}\t{identities}{state}")
+
+
+@click.command()
+@click.argument("spec_ref", metavar="SPEC")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write to this file instead of stdout.",
+)
+def docs(spec_ref: str, output: str | None) -> None:
+    """The destination's user documentation, as Markdown, generated from its spec."""
+    text = destination_docs(spec_or_exit(spec_ref))
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command()
+@click.argument("spec_ref", metavar="SPEC")
+@click.argument("response_file", metavar="RESPONSE_FILE", type=click.Path(dir_okay=False))
+def explain(spec_ref: str, response_file: str) -> None:
+    """Which error rule a response hits, why, and what dest-engine would do.
+
+    RESPONSE_FILE is JSON: {"status": 404, "headers": {...}, "body": ...}, or - for stdin.
+    """
+    spec = spec_or_exit(spec_ref)
+    try:
+        text = sys.stdin.read() if response_file == "-" else Path(response_file).read_text("utf-8")
+        example = json.loads(text)
+    except OSError as exc:
+        unusable(UnreadableInput(f"{response_file}: {exc.strerror}"))
+    except json.JSONDecodeError as exc:
+        unusable(
+            UnreadableInput(
+                f"{response_file}: not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+            )
+        )
+    if not isinstance(example, dict) or not isinstance(example.get("status"), int):
+        unusable(
+            UnreadableInput(
+                f"{response_file}: give an object like"
+                ' {"status": 404, "headers": {}, "body": {}}'
+            )
+        )
+    response = Response(
+        example["status"], httpx.Headers(example.get("headers") or {}), example.get("body")
+    )
+    result = explain_response(spec.data.get("errorTranslation", []), response)
+    translation = result["translation"]
+    for attempt in result["tried"]:
+        hit = all(ok for ok, _ in attempt["reasons"])
+        where = f"/errorTranslation/{attempt['index']}"
+        click.echo(f"{'matches' if hit else 'no match'}: rule {attempt['rule']!r} ({where})")
+        for ok, reason in attempt["reasons"]:
+            click.echo(f"  {'+' if ok else '-'} {reason}")
+    if translation.rule is None:
+        click.echo("no rule matches: the fallback applies")
+    click.echo(f"action: {translation.action}: {ACTIONS[translation.action]}")
+    if translation.retry_at is not None:
+        click.echo(f"retry at: {translation.retry_at.isoformat()}")
+    click.echo(f"message: {translation.message}")
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Project folder to write into.",
+)
+def new(name: str, root: str) -> None:
+    """Scaffold a destination that validates and renders as it is: spec, template, example, test."""
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", name):
+        raise click.UsageError(
+            "NAME must be lower-case letters, digits and dashes, starting with a letter"
+        )
+    try:
+        written = scaffold(name, Path(root))
+    except FileExistsError as exc:
+        raise click.UsageError(f"these files exist already, nothing written: {exc}") from None
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"next: dest-engine validate {name} && dest-engine render {name}", err=True)
