@@ -38,6 +38,15 @@ def auth_config(spec: Spec) -> dict[str, Any]:
     return spec.data["customerAuthenticationConfigurations"][0]  # type: ignore[no-any-return]
 
 
+def token_paths(config: dict[str, Any]) -> dict[str, str]:
+    """Where a token response keeps the access token, refresh token and lifetime."""
+    return {
+        "access": config.get("accessTokenResponsePath", "access_token"),
+        "refresh": config.get("refreshTokenResponsePath", "refresh_token"),
+        "expires": config.get("expiresInResponsePath", "expires_in"),
+    }
+
+
 class OAuthClient:
     """Talks to the spec's OAuth 2 endpoints."""
 
@@ -58,12 +67,7 @@ class OAuthClient:
 
     @property
     def paths(self) -> dict[str, str]:
-        c = self.config
-        return {
-            "access": c.get("accessTokenResponsePath", "access_token"),
-            "refresh": c.get("refreshTokenResponsePath", "refresh_token"),
-            "expires": c.get("expiresInResponsePath", "expires_in"),
-        }
+        return token_paths(self.config)
 
     def authorization_url(self, redirect_uri: str, state: str) -> str:
         query = urlencode(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -22,7 +23,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.activation import load_activation
-from engine.auth import AuthError, OAuthClient, TokenManager, auth_config, load_credentials, login
+from engine.auth import (
+    AuthError,
+    OAuthClient,
+    TokenManager,
+    auth_config,
+    load_credentials,
+    login,
+    token_paths,
+)
 from engine.credentials import CredentialError, Credentials, CredentialStore
 from engine.delivery import Delivery, DeliveryOptions, Outcome
 from engine.endpoints import EndpointError, Endpoints
@@ -185,21 +194,16 @@ def auth_import(spec_ref: str, connection: str) -> None:
     )
     try:
         if config["authType"] == "BASIC":
-            credentials = Credentials(
-                **{
-                    **base.__dict__,
-                    "username": tokens.get("username"),
-                    "password": tokens.get("password"),
-                    "obtained_at": time.time(),
-                }
+            if not isinstance(tokens.get("username"), str):
+                raise CredentialError('BASIC needs {"username": ..., "password": ...}')
+            credentials = dataclasses.replace(
+                base,
+                username=tokens["username"],
+                password=tokens.get("password"),
+                obtained_at=time.time(),
             )
         else:
-            paths = {
-                "access": config.get("accessTokenResponsePath", "access_token"),
-                "refresh": config.get("refreshTokenResponsePath", "refresh_token"),
-                "expires": config.get("expiresInResponsePath", "expires_in"),
-            }
-            credentials = base.with_tokens(tokens, paths, time.time())
+            credentials = base.with_tokens(tokens, token_paths(config), time.time())
         store = CredentialStore()
         store.save(credentials)
     except CredentialError as exc:
@@ -567,23 +571,9 @@ def status(connection: str, state: str | None, fmt: str) -> None:
     pending = info["pending"]
     click.echo(f"connection: {connection} (ledger {path})")
     click.echo(f"delivered: {info['delivered']:,} identities")
-    click.echo(
-        f"staged: {sum(pending.values()):,}"
-        + (
-            " (" + ", ".join(f"{n:,} {s}" for s, n in sorted(pending.items())) + ")"
-            if pending
-            else ""
-        )
-    )
+    click.echo(f"staged: {sum(pending.values()):,}{_by(Counter(pending))}")
     letters = info["deadLetters"]
-    click.echo(
-        f"rejected (dead letters): {sum(letters.values()):,}"
-        + (
-            " (" + ", ".join(f"{n:,} {r}" for r, n in sorted(letters.items())) + ")"
-            if letters
-            else ""
-        )
-    )
+    click.echo(f"rejected (dead letters): {sum(letters.values()):,}{_by(Counter(letters))}")
     budget = info["rateLimit"]
     if budget:
         reset = f", resets at {clock_time(budget['resetAt'])}" if "resetAt" in budget else ""

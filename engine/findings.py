@@ -6,7 +6,9 @@ problem, so a user sees all of them at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -100,16 +102,24 @@ def _source_map(text: str) -> dict[str, Any]:
     return _SOURCE_MAPS[key]
 
 
-def read_text(path: Path) -> str:
-    """Read a UTF-8 file, turning OS errors into `UnreadableInput` with a clear message."""
+@contextlib.contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Turn OS errors on `path` into `UnreadableInput` with a clear message."""
     try:
-        return path.read_text(encoding="utf-8")
+        yield
     except FileNotFoundError:
         raise UnreadableInput(f"{display_path(path)}: no such file") from None
     except IsADirectoryError:
         raise UnreadableInput(f"{display_path(path)}: is a folder, not a file") from None
     except PermissionError:
         raise UnreadableInput(f"{display_path(path)}: permission denied") from None
+
+
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file, turning OS errors into `UnreadableInput` with a clear message."""
+    try:
+        with reading(path):
+            return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UnreadableInput(
             f"{display_path(path)}: not UTF-8 text (byte {exc.start}); save it as UTF-8"

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import ijson
 
-from engine.findings import UnreadableInput, display_path
+from engine.findings import reading
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,8 @@ def read_profiles(source: str | Path) -> Iterator[Record]:
         yield from _read(sys.stdin.buffer)
         return
     path = Path(source)
-    try:
+    with reading(path):
         handle = path.open("rb")
-    except FileNotFoundError:
-        raise UnreadableInput(f"{display_path(path)}: no such file") from None
-    except IsADirectoryError:
-        raise UnreadableInput(f"{display_path(path)}: is a folder, not a file") from None
-    except PermissionError:
-        raise UnreadableInput(f"{display_path(path)}: permission denied") from None
     with handle:
         yield from _read(handle)
 
