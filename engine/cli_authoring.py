@@ -13,7 +13,7 @@ import httpx
 from engine.catalog import search_dirs
 from engine.cli_delivery import spec_or_exit, unusable
 from engine.docs import ACTIONS, destination_docs
-from engine.findings import InvalidInput, UnreadableInput, load_document
+from engine.findings import InvalidInput, UnreadableInput, load_document, read_text
 from engine.scaffold import scaffold
 from engine.spec import check_spec
 from engine.translation import Response
@@ -91,27 +91,7 @@ def explain(spec_ref: str, response_file: str) -> None:
     RESPONSE_FILE is JSON: {"status": 404, "headers": {...}, "body": ...}, or - for stdin.
     """
     spec = spec_or_exit(spec_ref)
-    try:
-        text = sys.stdin.read() if response_file == "-" else Path(response_file).read_text("utf-8")
-        example = json.loads(text)
-    except OSError as exc:
-        unusable(UnreadableInput(f"{response_file}: {exc.strerror}"))
-    except json.JSONDecodeError as exc:
-        unusable(
-            UnreadableInput(
-                f"{response_file}: not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
-            )
-        )
-    if not isinstance(example, dict) or not isinstance(example.get("status"), int):
-        unusable(
-            UnreadableInput(
-                f"{response_file}: give an object like"
-                ' {"status": 404, "headers": {}, "body": {}}'
-            )
-        )
-    response = Response(
-        example["status"], httpx.Headers(example.get("headers") or {}), example.get("body")
-    )
+    response = _read_response(response_file)
     result = explain_response(spec.data.get("errorTranslation", []), response)
     translation = result["translation"]
     for attempt in result["tried"]:
@@ -126,6 +106,32 @@ def explain(spec_ref: str, response_file: str) -> None:
     if translation.retry_at is not None:
         click.echo(f"retry at: {translation.retry_at.isoformat()}")
     click.echo(f"message: {translation.message}")
+
+
+def _read_response(response_file: str) -> Response:
+    """The response to explain, or exit 2 saying what is wrong with the file."""
+    name = "stdin" if response_file == "-" else response_file
+    try:
+        text = sys.stdin.read() if response_file == "-" else read_text(Path(response_file))
+        example = json.loads(text)
+    except UnreadableInput as exc:
+        unusable(exc)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        unusable(UnreadableInput(f"{name}: not JSON ({exc.msg} at {where})"))
+    status = example.get("status") if isinstance(example, dict) else None
+    headers = example.get("headers", {}) if isinstance(example, dict) else None
+    status_ok = type(status) is int and 100 <= status <= 599
+    headers_ok = isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
+    if not (status_ok and headers_ok):
+        unusable(
+            UnreadableInput(
+                f'{name}: give an object like {{"status": 404, "headers": {{}}, "body": {{}}}}'
+                " (status: an integer from 100 to 599; headers: an object of strings)"
+            )
+        )
+    assert isinstance(example, dict) and isinstance(status, int)
+    return Response(status, httpx.Headers(headers), example.get("body"))
 
 
 @click.command()
@@ -150,4 +156,5 @@ def new(name: str, root: str) -> None:
         raise click.UsageError(f"these files exist already, nothing written: {exc}") from None
     for path in written:
         click.echo(f"wrote {path}")
-    click.echo(f"next: dest-engine validate {name} && dest-engine render {name}", err=True)
+    cd = "" if Path(root).resolve() == Path.cwd().resolve() else f"cd {root} && "
+    click.echo(f"next: {cd}dest-engine validate {name} && dest-engine render {name}", err=True)

@@ -13,7 +13,7 @@ ACTIONS = {
     "REFRESH_TOKEN_THEN_RETRY": "dest-engine refreshes the access token once and retries;"
     " if that fails, log in again.",
     "REJECT": "The profile is not delivered and is kept as a dead letter; fix the cause, then"
-    " `dest-engine failed retry`.",
+    " `dest-engine failed retry --connection NAME`.",
     "FAIL_RUN": "The run stops: this is a configuration problem to fix before pushing again.",
 }
 
