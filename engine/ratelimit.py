@@ -53,6 +53,7 @@ class RateLimiter:
         self.remaining = self.limit or 0
         self.reset_at: float | None = None
         self.in_flight = 0
+        self.blocked_until = 0.0  # a time the server named; the budget waits for it too
         self.observed: dict[str, Any] = {}
         self.lock = threading.Lock()
 
@@ -63,18 +64,21 @@ class RateLimiter:
                 now = self.clock()
                 if self.reset_at is not None and now >= self.reset_at:
                     self.remaining, self.reset_at = self.limit or 0, None
-                if self.limit is None or self.remaining > 0:
+                if now < self.blocked_until:
+                    until = self.blocked_until
+                elif self.limit is None or self.remaining > 0:
                     if self.reset_at is None and self.period:
                         self.reset_at = now + self.period
                     self.remaining -= 1
                     self.in_flight += 1
                     return
-                reset_at = self.reset_at if self.reset_at is not None else now + self.period
+                else:
+                    until = self.reset_at if self.reset_at is not None else now + self.period
             if not wait:
-                raise BudgetSpent(reset_at)
+                raise BudgetSpent(until)
             if self.on_wait:
-                self.on_wait(reset_at)
-            self.sleep(max(0.0, reset_at - self.clock()) + 0.05)
+                self.on_wait(until)
+            self.sleep(max(0.0, until - self.clock()) + 0.05)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """A response arrived: correct the budget from its headers."""
@@ -100,8 +104,7 @@ class RateLimiter:
     def block_until(self, when: float) -> None:
         """The server said: no more requests until `when` (a 429 or maintenance)."""
         with self.lock:
-            self.remaining = 0
-            self.reset_at = max(self.reset_at or 0.0, when)
+            self.blocked_until = max(self.blocked_until, when)
 
     def _header_int(self, headers: Mapping[str, str], which: str) -> int | None:
         name = self.headers.get(which)

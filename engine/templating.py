@@ -206,7 +206,10 @@ def _json_finalize(value: Any) -> Any:
 def _url_finalize(value: Any) -> Any:
     if isinstance(value, Markup | Undefined):
         return value
-    return quote(str(value), safe="")
+    quoted = quote(str(value), safe="")
+    if quoted in (".", ".."):  # a dot segment would climb the path once normalised
+        return quoted.replace(".", "%2E")
+    return quoted
 
 
 def _text_finalize(value: Any) -> Any:
