@@ -13,6 +13,7 @@ import json
 import math
 import random
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -394,12 +395,15 @@ def test_429_waits_for_the_reset_the_headers_name(
     profiles = [
         make_profile([f"q{n}@example.com"], statuses={LAPSED: "realized"}) for n in range(30)
     ]
-    fake = make_fake(rate_window=2)
-    fake.exhaust_rate_limit()
+    fake = make_fake(rate_window=3)
     login()
     path = write_jsonl(tmp_path / "profiles.jsonl", profiles)
+    spec = spec_copy(tmp_path / "s", batch=10)
+    # Spend the budget right after a window starts, so the push surely meets it spent.
+    time.sleep(3 - time.time() % 3 + 0.05)
+    fake.exhaust_rate_limit()
 
-    result = push(fake, path, tmp_path / "report.jsonl", spec=spec_copy(tmp_path / "s", batch=10))
+    result = push(fake, path, tmp_path / "report.jsonl", spec=spec)
 
     assert result.exit_code == 0, result.stderr
     assert fake.lists["1024"] == {h(f"q{n}@example.com") for n in range(30)}
@@ -412,7 +416,7 @@ def test_429_waits_for_the_reset_the_headers_name(
     }
     assert "Retry-After" not in limited[0]["headers"]  # the time comes from X-RateLimit-Reset
     reset = limited[0]["time"] + int(limited[0]["headers"]["X-RateLimit-Reset"])
-    window_end = (limited[0]["time"] // 2 + 1) * 2
+    window_end = (limited[0]["time"] // 3 + 1) * 3
     assert reset >= window_end
     assert min(e["time"] for e in delivered) >= window_end
     report = read_report(tmp_path / "report.jsonl")
