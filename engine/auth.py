@@ -134,6 +134,7 @@ class TokenManager:
         self.clock = clock
         self.lock = threading.Lock()
         self.refreshes = 0
+        self.failure: AuthError | None = None  # a refresh that failed: no other thread retries it
 
     def auth_data(self) -> dict[str, str]:
         """`authData` for templates, refreshing first when the token is about to expire."""
@@ -147,11 +148,17 @@ class TokenManager:
             return self._data()
 
     def after_unauthorized(self, used: dict[str, str]) -> None:
-        """A request with `used` got 401: refresh, unless another thread already did."""
+        """A request with `used` got 401: refresh, unless another thread already did (or failed)."""
         with self.lock:
+            if self.failure is not None:
+                raise self.failure
             if self._data() != used:
                 return
-            self._refresh()
+            try:
+                self._refresh()
+            except AuthError as exc:
+                self.failure = exc
+                raise
 
     def _data(self) -> dict[str, str]:
         c = self.credentials
@@ -248,7 +255,7 @@ def login(
         server.server_close()
     result = server.result
     if result is None:
-        raise AuthError(f"no answer from the browser within {timeout:.0f} seconds; try again")
+        raise AuthError(f"no answer from the browser within {timeout:g} seconds; try again")
     if result.get("state") != server.state:
         raise AuthError(
             "the login answer's state does not match this login (possible forgery); try again"

@@ -142,6 +142,7 @@ def auth_login(
         raise click.UsageError(
             f"{spec.destination} does not use OAuth 2: use `dest-engine auth import`"
         )
+    endpoints = _endpoints(overrides)
     client_id, secret = _client_credentials()
 
     def open_url(url: str) -> None:
@@ -154,7 +155,7 @@ def auth_login(
 
     store = CredentialStore()
     with httpx.Client(timeout=30) as http:
-        oauth = OAuthClient(spec, client_id, secret, http, _endpoints(overrides))
+        oauth = OAuthClient(spec, client_id, secret, http, endpoints)
         try:
             credentials = login(spec, connection, store, oauth, open_url, port, timeout)
         except (AuthError, CredentialError, OSError) as exc:
@@ -224,7 +225,10 @@ def auth_status(connection: str, fmt: str) -> None:
     except CredentialError as exc:
         _fail(str(exc))
     if credentials is None:
-        _fail(f"connection {connection!r} has no credentials; run `dest-engine auth login`")
+        _fail(
+            f"connection {connection!r} has no credentials; run"
+            f" `dest-engine auth login SPEC --connection {connection}`"
+        )
     _print_status(credentials, fmt)
 
 
@@ -341,14 +345,14 @@ def push(
     except (InvalidInput, UnreadableInput) as exc:
         unusable(exc)
     connection = connection or act.connection
-    ledger = _ledger(connection, state)
-    ledger.set_meta(
-        "run", {"spec": str(spec.path.resolve()), "activation": str(Path(activation).resolve())}
-    )
-    run = ledger.start_run("push")
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     with httpx.Client(limits=limits) as http, _progress(Console(stderr=True), profiles) as progress:
         tokens = _tokens(spec, connection, CredentialStore(), http, endpoints)
+        ledger = _ledger(connection, state)
+        ledger.set_meta(
+            "run", {"spec": str(spec.path.resolve()), "activation": str(Path(activation).resolve())}
+        )
+        run = ledger.start_run("push")
         delivery = _delivery(
             spec, pipeline, tokens, http, endpoints, progress, no_wait, concurrency, timeout
         )
@@ -385,8 +389,12 @@ def _delivery(
     concurrency: int,
     timeout: float | None,
 ) -> Delivery:
-    def waiting(until: float) -> None:
-        progress.log(f"rate limit: budget spent; resuming at {clock_time(until)}")
+    announced: set[float] = set()
+
+    def waiting(until: float, why: str) -> None:
+        if until not in announced:  # once per wait, however many senders wait
+            announced.add(until)
+            progress.log(f"{why}; resuming at {clock_time(until)}")
 
     limiter = RateLimiter(spec.data.get("rateLimit"), on_wait=waiting)
     options = DeliveryOptions(concurrency, not no_wait, timeout)

@@ -140,7 +140,7 @@ class Delivery:
                 if self.stopped:
                     yield self._pending(event, 0)
                     continue
-                if len(in_flight) >= 2 * limit:
+                if len(in_flight) >= limit:  # so at most `limit` are sent but not yet recorded
                     done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                     yield from (future.result() for future in done)
                 before_send(event)
@@ -156,7 +156,8 @@ class Delivery:
             if self.stopped:
                 return self._pending(request, attempts)
             try:
-                self.limiter.acquire(wait=self.options.wait)
+                if not self.limiter.acquire(self.options.wait, lambda: self.stopped is not None):
+                    return self._pending(request, attempts)
             except BudgetSpent as exc:
                 self.stop(
                     f"the rate-limit budget is spent until {clock_time(exc.reset_at)} (--no-wait)"
@@ -210,7 +211,8 @@ class Delivery:
                 )
             if action == "RATE_LIMITED" and waits < MAX_RATE_LIMITED_WAITS:
                 waits += 1
-                if not self._wait_until(translation.retry_at):
+                why = "rate limit: budget spent" if status == 429 else translation.message
+                if not self._wait_until(translation.retry_at, why):
                     return self._pending(request, attempts)
                 continue
             if attempts >= self.policy["maxAttempts"]:
@@ -259,7 +261,7 @@ class Delivery:
             self.rules, response, context=request.message_context()
         ), result.status_code
 
-    def _wait_until(self, retry_at: datetime | None) -> bool:
+    def _wait_until(self, retry_at: datetime | None, why: str) -> bool:
         """Wait for a server-named time; False (the run stops) when too far or --no-wait."""
         now = self.limiter.clock()
         until = (
@@ -270,7 +272,7 @@ class Delivery:
         if not self.options.wait or until - now > self.policy["maxWaitSeconds"]:
             self.stop(f"the destination asks to wait until {clock_time(until)}")
             return False
-        self.limiter.block_until(until)
+        self.limiter.block_until(until, why)
         return True
 
     def _backoff(self, attempt: int) -> float:

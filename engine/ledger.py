@@ -159,20 +159,22 @@ class Ledger:
         return Staged(staged, unchanged)
 
     def _stage_chunk(self, units: list[Unit], seq: int, full: bool) -> tuple[int, int]:
-        delivered = {} if full else self._delivered_hashes([u.identity for u in units])
+        newest = {unit.identity: (offset, unit) for offset, unit in enumerate(units)}
+        identities = list(newest)
+        delivered = {} if full else self._delivered_hashes(identities)
+        # A request in flight when a run died may have landed: resend the newest state.
+        in_flight = self._in_flight(identities)
         now = time.time()
         changed, same = [], []
-        for offset, unit in enumerate(units):
-            if delivered.get(unit.identity) == unit.hash:
-                same.append((unit.identity,))
+        for identity, (offset, unit) in newest.items():
+            if delivered.get(identity) == unit.hash and identity not in in_flight:
+                same.append((identity,))
             else:
-                changed.append(
-                    (unit.identity, seq + offset, unit.hash, unit.projection, unit.ref, now)
-                )
+                changed.append((identity, seq + offset, unit.hash, unit.projection, unit.ref, now))
         with self._tx():
-            self.db.executemany(
-                "DELETE FROM pending WHERE identity = ? AND state != 'in_flight'", same
-            )
+            # The newest state is what was delivered: nothing to send, nothing rejected.
+            self.db.executemany("DELETE FROM pending WHERE identity = ?", same)
+            self.db.executemany("DELETE FROM dead_letters WHERE identity = ?", same)
             self.db.executemany(
                 "INSERT INTO pending (identity, seq, hash, projection, ref, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (identity) DO UPDATE SET"
@@ -181,6 +183,14 @@ class Ledger:
                 changed,
             )
         return len(changed), len(same)
+
+    def _in_flight(self, identities: list[str]) -> set[str]:
+        marks = ",".join("?" * len(identities))
+        rows = self.db.execute(
+            f"SELECT identity FROM pending WHERE state = 'in_flight' AND identity IN ({marks})",
+            identities,
+        )
+        return {row[0] for row in rows}
 
     def _delivered_hashes(self, identities: list[str]) -> dict[str, str]:
         marks = ",".join("?" * len(identities))
@@ -201,13 +211,16 @@ class Ledger:
 
     # --- sending ------------------------------------------------------------
 
-    def pending_units(self, chunk: int = 500) -> Iterator[tuple[str, str, str]]:
-        """(identity, ref, projection) of everything staged, oldest first, read in chunks."""
+    def pending_units(
+        self, include_failed: bool = True, chunk: int = 500
+    ) -> Iterator[tuple[str, str, str]]:
+        """(identity, ref, projection) of what is staged, oldest first, read in chunks."""
         after = 0
+        states = "" if include_failed else " AND state != 'failed'"
         while True:
             rows = self.db.execute(
                 "SELECT seq, identity, ref, projection FROM pending"
-                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                f" WHERE seq > ?{states} ORDER BY seq LIMIT ?",
                 (after, chunk),
             ).fetchall()
             if not rows:
@@ -316,9 +329,9 @@ class Ledger:
                 f"SELECT identity, hash, projection, ref FROM dead_letters{where} ORDER BY at",
                 params,
             ).fetchall()
-            self.db.executemany(
-                "INSERT OR REPLACE INTO pending (identity, seq, hash, projection, ref, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+            self.db.executemany(  # a newer staged state of the identity wins over its dead letter
+                "INSERT INTO pending (identity, seq, hash, projection, ref, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (identity) DO NOTHING",
                 [(i, seq + n, h, p, r, now) for n, (i, h, p, r) in enumerate(rows)],
             )
             self.db.execute(f"DELETE FROM dead_letters{where}", params)

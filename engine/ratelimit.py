@@ -44,7 +44,7 @@ class RateLimiter:
         config: Mapping[str, Any] | None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        on_wait: Callable[[float], None] | None = None,
+        on_wait: Callable[[float, str], None] | None = None,
     ) -> None:
         self.limit: int | None = config["requests"] if config else None
         self.period: float = config["periodSeconds"] if config else 0
@@ -54,31 +54,42 @@ class RateLimiter:
         self.reset_at: float | None = None
         self.in_flight = 0
         self.blocked_until = 0.0  # a time the server named; the budget waits for it too
+        self.blocked_why = ""
         self.observed: dict[str, Any] = {}
         self.lock = threading.Lock()
 
-    def acquire(self, wait: bool = True) -> None:
-        """Take one unit, waiting for the reset when the budget is spent (or raise BudgetSpent)."""
+    def acquire(self, wait: bool = True, stop: Callable[[], bool] = lambda: False) -> bool:
+        """Take one unit, waiting for the reset when the budget is spent.
+
+        Returns False when `stop()` became true while waiting; raises BudgetSpent
+        instead of waiting when `wait` is false.
+        """
+        announced = None
         while True:
             with self.lock:
                 now = self.clock()
                 if self.reset_at is not None and now >= self.reset_at:
                     self.remaining, self.reset_at = self.limit or 0, None
                 if now < self.blocked_until:
-                    until = self.blocked_until
+                    until, why = self.blocked_until, self.blocked_why
                 elif self.limit is None or self.remaining > 0:
                     if self.reset_at is None and self.period:
                         self.reset_at = now + self.period
                     self.remaining -= 1
                     self.in_flight += 1
-                    return
+                    return True
                 else:
                     until = self.reset_at if self.reset_at is not None else now + self.period
+                    why = "rate limit: budget spent"
             if not wait:
                 raise BudgetSpent(until)
-            if self.on_wait:
-                self.on_wait(until)
-            self.sleep(max(0.0, until - self.clock()) + 0.05)
+            if self.on_wait and announced != until:
+                announced = until
+                self.on_wait(until, why)
+            while self.clock() < until:  # in slices, so a stop is noticed at once
+                if stop():
+                    return False
+                self.sleep(min(0.25, max(0.0, until - self.clock()) + 0.01))
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """A response arrived: correct the budget from its headers."""
@@ -89,22 +100,26 @@ class RateLimiter:
             self.in_flight = max(0, self.in_flight - 1)
             if limit is not None:
                 self.limit = limit
-            if remaining is not None:
-                self.remaining = max(0, remaining - self.in_flight)
-                self.observed["remaining"] = remaining
+            new_window = reset is not None and reset != self.reset_at
             if reset is not None:
                 self.reset_at = reset
                 self.observed["resetAt"] = reset
+            if remaining is not None:
+                # A late answer may report more than is left; only a new window raises the count.
+                counted = max(0, remaining - self.in_flight)
+                self.remaining = counted if new_window else min(self.remaining, counted)
+                self.observed["remaining"] = remaining
 
     def release(self) -> None:
         """A request got no response (timeout, dropped connection)."""
         with self.lock:
             self.in_flight = max(0, self.in_flight - 1)
 
-    def block_until(self, when: float) -> None:
+    def block_until(self, when: float, why: str = "the destination asked to pause") -> None:
         """The server said: no more requests until `when` (a 429 or maintenance)."""
         with self.lock:
-            self.blocked_until = max(self.blocked_until, when)
+            if when > self.blocked_until:
+                self.blocked_until, self.blocked_why = when, why
 
     def _header_int(self, headers: Mapping[str, str], which: str) -> int | None:
         name = self.headers.get(which)

@@ -83,12 +83,12 @@ class Sync:
         self.staged += counts.staged
         self.unchanged += counts.unchanged
 
-    def send(self) -> Iterator[Outcome]:
-        """Deliver everything staged; record and yield each outcome."""
+    def send(self, include_failed: bool = True) -> Iterator[Outcome]:
+        """Deliver what is staged; record and yield each outcome."""
         assert self.delivery is not None, "sending needs a Delivery"
         targets = (
             TargetProfile(ref, to_map(json.loads(projection)))
-            for _identity, ref, projection in self.ledger.pending_units()
+            for _identity, ref, projection in self.ledger.pending_units(include_failed)
         )
         outcomes = self.delivery.run(
             self.pipeline.requests(targets),
@@ -146,7 +146,7 @@ class Sync:
             except queue.Empty:
                 pass
             yield from self.stage(batch)
-            yield from self.send()
+            yield from self.send(include_failed=False)  # those wait for the next run
 
 
 @dataclass(frozen=True)
