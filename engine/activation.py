@@ -234,6 +234,31 @@ def _audience_findings(doc: Document, spec: Spec) -> list[Finding]:
                 )
             )
         aliases.setdefault(mapping_id, i)
+    return findings + _overwritten_attributes(doc, config)
+
+
+def _overwritten_attributes(doc: Document, config: dict[str, Any]) -> list[Finding]:
+    """Attribute mappings onto the attribute an audience's status is written to."""
+    template = config.get("mappingIdAttribute")
+    if not template:
+        return []
+    written = {
+        template.replace("{mappingId}", str(a["mappingId"])): a
+        for a in doc.data["audiences"]
+        if "mappingId" in a
+    }
+    findings = []
+    for i, m in enumerate(doc.data["mappings"]):
+        audience = written.get(m["target"])
+        if audience is not None:
+            findings.append(
+                doc.finding(
+                    f"/mappings/{i}/target",
+                    f"{m['target']!r} receives the status of audience {audience['id']!r}"
+                    f" (Mapping ID {audience['mappingId']}); map this field to another attribute"
+                    " or give the audience another Mapping ID",
+                )
+            )
     return findings
 
 

@@ -473,11 +473,20 @@ def _render(source: TemplateSource, template: Template | None, variables: dict[s
         except Exception:
             template.environment.handle_exception()  # re-raises with template line numbers
     except TemplateError as exc:
-        raise RenderError(f"{source.where(_template_line(exc))}: {exc.message or exc}") from None
+        line = _template_line(exc)
+        problem = exc.message or str(exc)
     except Exception as exc:
         line = _template_line(exc)
-        raise RenderError(f"{source.where(line)}: {type(exc).__name__}: {exc}") from None
-    raise AssertionError("unreachable")
+        problem = f"{type(exc).__name__}: {exc}"
+    raise RenderError(f"{source.where(line)}: {problem}{_excerpt(source, line)}") from None
+
+
+def _excerpt(source: TemplateSource, line: int | None) -> str:
+    """The template line an error happened on, so the user sees which expression."""
+    lines = source.text.splitlines()
+    if line is None or not 0 < line <= len(lines):
+        return ""
+    return f" (in `{lines[line - 1].strip()[:160]}`)"
 
 
 def _template_line(exc: BaseException) -> int | None:

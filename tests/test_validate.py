@@ -185,7 +185,7 @@ def case(
 @case(
     "invalid-json-trailing-comma-in-list",
     [
-        "destinations/outreach.json:236:22: invalid JSON: trailing comma before ']'; remove it",
+        "destinations/outreach.json:237:22: invalid JSON: trailing comma before ']'; remove it",
         summary(1, 0),
     ],
     edit_text=lambda text: text.replace('"api.outreach.io"\n  ]', '"api.outreach.io",\n  ]', 1),
@@ -230,8 +230,7 @@ def _not_an_object(spec: Spec) -> None:
 @case(
     "wrong-type-string-for-integer",
     [
-        "destinations/outreach.json:251:20: /retryPolicy/maxAttempts: must be an integer, "
-        'not a string ("5")',
+        'destinations/outreach.json:252:20: /retryPolicy/maxAttempts: must be an integer, not a string ("5")',
         summary(1, 0),
     ],
 )
@@ -242,8 +241,7 @@ def _string_for_integer(spec: Spec) -> None:
 @case(
     "wrong-type-object-for-list",
     [
-        "destinations/outreach.json:235:19: /allowedHosts: must be a list, not an object "
-        '({"outreach": "api.outreach.io"})',
+        'destinations/outreach.json:236:19: /allowedHosts: must be a list, not an object ({"outreach": "api.outreach.io"})',
         summary(1, 0),
     ],
 )
@@ -266,7 +264,7 @@ def _object_for_nested_list(spec: Spec) -> None:
 @case(
     "empty-list",
     [
-        "destinations/outreach.json:235:19: /allowedHosts: must not be empty",
+        "destinations/outreach.json:236:19: /allowedHosts: must not be empty",
         summary(1, 0),
     ],
 )
@@ -310,8 +308,7 @@ def _missing_grant(spec: Spec) -> None:
 @case(
     "misspelled-top-level-key",
     [
-        "destinations/outreach.json:259:3: /errorTranslations: unknown property "
-        "'errorTranslations'; did you mean 'errorTranslation'?",
+        "destinations/outreach.json:260:3: /errorTranslations: unknown property 'errorTranslations'; did you mean 'errorTranslation'?",
         summary(1, 0),
     ],
 )
@@ -322,8 +319,7 @@ def _misspelled_top_level(spec: Spec) -> None:
 @case(
     "misspelled-nested-key",
     [
-        "destinations/outreach.json:257:5: /retryPolicy/maxAtempts: unknown property "
-        "'maxAtempts'; did you mean 'maxAttempts'?",
+        "destinations/outreach.json:258:5: /retryPolicy/maxAtempts: unknown property 'maxAtempts'; did you mean 'maxAttempts'?",
         summary(1, 0),
     ],
 )
@@ -334,7 +330,7 @@ def _misspelled_nested(spec: Spec) -> None:
 @case(
     "misspelled-required-key",
     [
-        "destinations/outreach.json:229:7: /destinationServer/httpTemplate/requestbody: unknown property 'requestbody'; did you mean 'requestBody'?",
+        "destinations/outreach.json:230:7: /destinationServer/httpTemplate/requestbody: unknown property 'requestbody'; did you mean 'requestBody'?",
         summary(1, 0),
     ],
 )
@@ -360,8 +356,7 @@ def _client_secret_in_spec(spec: Spec) -> None:
 @case(
     "enum-typo-http-method",
     [
-        "destinations/outreach.json:211:21: /destinationServer/httpTemplate/httpMethod: "
-        "must be one of GET, PUT, POST, DELETE, PATCH, not \"PACTH\"; did you mean 'PATCH'?",
+        "destinations/outreach.json:212:21: /destinationServer/httpTemplate/httpMethod: must be one of GET, PUT, POST, DELETE, PATCH, not \"PACTH\"; did you mean 'PATCH'?",
         summary(1, 0),
     ],
 )
@@ -372,9 +367,7 @@ def _enum_typo_method(spec: Spec) -> None:
 @case(
     "enum-typo-aggregation-type",
     [
-        "destinations/outreach.json:196:24: /aggregation/aggregationType: must be one of "
-        'BEST_EFFORT, CONFIGURABLE_AGGREGATION, not "BEST_EFORT"; did you mean '
-        "'BEST_EFFORT'?",
+        "destinations/outreach.json:197:24: /aggregation/aggregationType: must be one of BEST_EFFORT, CONFIGURABLE_AGGREGATION, not \"BEST_EFORT\"; did you mean 'BEST_EFFORT'?",
         summary(1, 0),
     ],
 )
@@ -397,8 +390,7 @@ def _capitalised_name(spec: Spec) -> None:
 @case(
     "rule-status-4x",
     [
-        "destinations/outreach.json:699:11: /errorTranslation/12/match/status/0: must be "
-        'an integer from 100 to 599 or a string matching ^[1-5]xx$, not "4x"',
+        'destinations/outreach.json:700:11: /errorTranslation/12/match/status/0: must be an integer from 100 to 599 or a string matching ^[1-5]xx$, not "4x"',
         summary(1, 0),
     ],
 )
@@ -439,7 +431,7 @@ def _unbalanced_braces(spec: Spec) -> None:
 @case(
     "inline-template-syntax-error",
     [
-        "destinations/outreach.json:207:18: /destinationServer/urlBasedDestination/url/value: template syntax error: unexpected '}'",
+        "destinations/outreach.json:208:18: /destinationServer/urlBasedDestination/url/value: template syntax error: unexpected '}'",
         summary(1, 0),
     ],
 )
@@ -463,7 +455,7 @@ def _input_profle(spec: Spec) -> None:
 @case(
     "inline-multiline-template-undefined-name",
     [
-        "destinations/outreach.json:231:18: /destinationServer/httpTemplate/requestBody/value: `input.profle` does not exist; did you mean `profile`? (`input` has: profiles, profile) (line 6 of the template)",
+        "destinations/outreach.json:232:18: /destinationServer/httpTemplate/requestBody/value: `input.profle` does not exist; did you mean `profile`? (`input` has: profiles, profile) (line 6 of the template)",
         summary(1, 0),
     ],
 )
@@ -477,7 +469,7 @@ def _inline_multiline_profle(spec: Spec) -> None:
 @case(
     "inline-url-wrong-identity-namespace",
     [
-        "destinations/outreach.json:207:18: /destinationServer/urlBasedDestination/url/value: `input.profile.identityMap.OutreachID`: the spec has no identity namespace `OutreachID`; did you mean `OutreachId`?",
+        "destinations/outreach.json:208:18: /destinationServer/urlBasedDestination/url/value: `input.profile.identityMap.OutreachID`: the spec has no identity namespace `OutreachID`; did you mean `OutreachId`?",
         summary(1, 0),
     ],
 )
@@ -529,7 +521,7 @@ def _auth_data_in_body(spec: Spec) -> None:
 @case(
     "header-template-authData-typo",
     [
-        "destinations/outreach.json:218:22: /destinationServer/httpTemplate/headers/0/value/value: `authData.acessToken` does not exist; did you mean `accessToken`? (`authData` has: accessToken, tokenType)",
+        "destinations/outreach.json:219:22: /destinationServer/httpTemplate/headers/0/value/value: `authData.acessToken` does not exist; did you mean `accessToken`? (`authData` has: accessToken, tokenType)",
         summary(1, 0),
     ],
 )
@@ -540,7 +532,7 @@ def _auth_data_typo(spec: Spec) -> None:
 @case(
     "inline-template-undeclared-customerData",
     [
-        "destinations/outreach.json:207:18: /destinationServer/urlBasedDestination/url/value: `customerData.region`: the spec has no customer data field `region`; declare it in customerDataFields",
+        "destinations/outreach.json:208:18: /destinationServer/urlBasedDestination/url/value: `customerData.region`: the spec has no customer data field `region`; declare it in customerDataFields",
         summary(1, 0),
     ],
 )
@@ -553,9 +545,7 @@ def _undeclared_customer_data(spec: Spec) -> None:
 @case(
     "template-file-missing",
     [
-        "destinations/outreach.json:231:17: "
-        "/destinationServer/httpTemplate/requestBody/file: template file "
-        "templates/outreach/prospects.json.j2 does not exist",
+        "destinations/outreach.json:232:17: /destinationServer/httpTemplate/requestBody/file: template file templates/outreach/prospects.json.j2 does not exist",
         summary(1, 0),
     ],
 )
@@ -566,7 +556,7 @@ def _missing_template_file(spec: Spec) -> None:
 @case(
     "template-file-outside-templates-folder",
     [
-        "destinations/outreach.json:231:17: /destinationServer/httpTemplate/requestBody/file: template file '../../etc/passwd' is outside the templates folder (templates/); give a path inside it, e.g. 'outreach/body.json.j2'",
+        "destinations/outreach.json:232:17: /destinationServer/httpTemplate/requestBody/file: template file '../../etc/passwd' is outside the templates folder (templates/); give a path inside it, e.g. 'outreach/body.json.j2'",
         summary(1, 0),
     ],
 )
@@ -577,7 +567,7 @@ def _template_escapes(spec: Spec) -> None:
 @case(
     "template-file-absolute-path",
     [
-        "destinations/outreach.json:231:17: /destinationServer/httpTemplate/requestBody/file: template file '/etc/passwd' is outside the templates folder (templates/); give a path inside it, e.g. 'outreach/body.json.j2'",
+        "destinations/outreach.json:232:17: /destinationServer/httpTemplate/requestBody/file: template file '/etc/passwd' is outside the templates folder (templates/); give a path inside it, e.g. 'outreach/body.json.j2'",
         summary(1, 0),
     ],
 )
@@ -588,7 +578,7 @@ def _template_absolute(spec: Spec) -> None:
 @case(
     "template-file-is-a-folder",
     [
-        "destinations/outreach.json:231:17: /destinationServer/httpTemplate/requestBody/file: template file templates/outreach is a folder; name a file inside it",
+        "destinations/outreach.json:232:17: /destinationServer/httpTemplate/requestBody/file: template file templates/outreach is a folder; name a file inside it",
         summary(1, 0),
     ],
 )
@@ -599,7 +589,7 @@ def _template_is_folder(spec: Spec) -> None:
 @case(
     "template-file-not-utf8",
     [
-        "destinations/outreach.json:231:17: /destinationServer/httpTemplate/requestBody/file: template file templates/outreach/prospect.json.j2: not UTF-8 text (byte 1); save it as UTF-8",
+        "destinations/outreach.json:232:17: /destinationServer/httpTemplate/requestBody/file: template file templates/outreach/prospect.json.j2: not UTF-8 text (byte 1); save it as UTF-8",
         summary(1, 0),
     ],
     templates={BODY_FILE: b'"\xe9"\n'},
@@ -611,8 +601,7 @@ def _template_not_utf8(spec: Spec) -> None:
 @case(
     "template-value-and-file",
     [
-        "destinations/outreach.json:229:22: /destinationServer/httpTemplate/requestBody: "
-        "give the template either `value` or `file`, not both",
+        "destinations/outreach.json:230:22: /destinationServer/httpTemplate/requestBody: give the template either `value` or `file`, not both",
         summary(1, 0),
     ],
 )
@@ -623,8 +612,7 @@ def _value_and_file(spec: Spec) -> None:
 @case(
     "template-neither-value-nor-file",
     [
-        "destinations/outreach.json:229:22: /destinationServer/httpTemplate/requestBody: "
-        "give the template a `value` or a `file`",
+        "destinations/outreach.json:230:22: /destinationServer/httpTemplate/requestBody: give the template a `value` or a `file`",
         summary(1, 0),
     ],
 )
@@ -638,9 +626,7 @@ def _neither_value_nor_file(spec: Spec) -> None:
 @case(
     "url-host-not-in-allowedHosts",
     [
-        "destinations/outreach.json:207:18: "
-        "/destinationServer/urlBasedDestination/url/value: host api.outreach.com is not in "
-        "allowedHosts (api.outreach.io); add it there or fix the URL",
+        "destinations/outreach.json:208:18: /destinationServer/urlBasedDestination/url/value: host api.outreach.com is not in allowedHosts (api.outreach.io); add it there or fix the URL",
         summary(1, 0),
     ],
 )
@@ -692,8 +678,7 @@ def _identity_pattern(spec: Spec) -> None:
 @case(
     "regex-invalid-in-error-rule-unused-by-examples",
     [
-        "destinations/outreach.json:580:22: /errorTranslation/9/match/headers/0/regex: "
-        "invalid regular expression '[0-9+': unterminated character set at position 0",
+        "destinations/outreach.json:581:22: /errorTranslation/9/match/headers/0/regex: invalid regular expression '[0-9+': unterminated character set at position 0",
         summary(1, 0),
     ],
 )
@@ -707,7 +692,7 @@ def _rule_regex_not_evaluated(spec: Spec) -> None:
 @case(
     "regex-invalid-in-error-rule",
     [
-        "destinations/outreach.json:295:22: /errorTranslation/1/match/body/0/regex: invalid regular expression '^unauthorized(Oauth': missing ), unterminated subpattern at position 13",
+        "destinations/outreach.json:296:22: /errorTranslation/1/match/body/0/regex: invalid regular expression '^unauthorized(Oauth': missing ), unterminated subpattern at position 13",
         summary(1, 0),
     ],
 )
@@ -721,7 +706,7 @@ def _rule_regex(spec: Spec) -> None:
 @case(
     "regex-invalid-in-retryAt",
     [
-        "destinations/outreach.json:581:20: /errorTranslation/9/retryAt/0/regex: invalid regular expression 'try again at (\\\\d{4}': missing ), unterminated subpattern at position 13",
+        "destinations/outreach.json:582:20: /errorTranslation/9/retryAt/0/regex: invalid regular expression 'try again at (\\\\d{4}': missing ), unterminated subpattern at position 13",
         summary(1, 0),
     ],
 )
@@ -732,7 +717,7 @@ def _retry_at_regex(spec: Spec) -> None:
 @case(
     "regex-invalid-profile-field-namePattern",
     [
-        "destinations/outreach.json:184:24: /schemaConfig/profileFields/23/namePattern: invalid regular expression '^custom([1-9]$': missing ), unterminated subpattern at position 7",
+        "destinations/outreach.json:185:24: /schemaConfig/profileFields/23/namePattern: invalid regular expression '^custom([1-9]$': missing ), unterminated subpattern at position 7",
         summary(1, 0),
     ],
 )
@@ -746,8 +731,7 @@ def _name_pattern(spec: Spec) -> None:
 @case(
     "example-action-contradicts-rule",
     [
-        "destinations/outreach.json:353:23: /errorTranslation/2/examples/0/expect/action: "
-        "the example expects FAIL_RUN but rule 'forbidden' does REJECT",
+        "destinations/outreach.json:354:23: /errorTranslation/2/examples/0/expect/action: the example expects FAIL_RUN but rule 'forbidden' does REJECT",
         summary(1, 0),
     ],
 )
@@ -758,7 +742,7 @@ def _example_action(spec: Spec) -> None:
 @case(
     "example-matched-by-earlier-rule",
     [
-        "destinations/outreach.json:513:23: /errorTranslation/7/examples/0/response: this example response is matched by rule 'invalid-value', which comes first; move rule 'value-too-long' before it or narrow 'invalid-value'",
+        "destinations/outreach.json:514:23: /errorTranslation/7/examples/0/response: this example response is matched by rule 'invalid-value', which comes first; move rule 'value-too-long' before it or narrow 'invalid-value'",
         summary(1, 0),
     ],
 )
@@ -771,7 +755,7 @@ def _rules_reordered(spec: Spec) -> None:
 @case(
     "example-matched-by-later-rule",
     [
-        "destinations/outreach.json:340:23: /errorTranslation/2/examples/0/response: rule 'forbidden' does not match this example response (it falls through to rule 'client-error'); check the rule's match conditions",
+        "destinations/outreach.json:341:23: /errorTranslation/2/examples/0/response: rule 'forbidden' does not match this example response (it falls through to rule 'client-error'); check the rule's match conditions",
         summary(1, 0),
     ],
 )
@@ -783,9 +767,7 @@ def _example_not_matched_by_own_rule(spec: Spec) -> None:
 @case(
     "example-retryAt-differs",
     [
-        "destinations/outreach.json:611:24: /errorTranslation/9/examples/0/expect/retryAt: "
-        "the rule reads 2017-01-01T00:00:00+00:00 from this example, not "
-        "2017-01-01T01:00:00+00:00",
+        "destinations/outreach.json:612:24: /errorTranslation/9/examples/0/expect/retryAt: the rule reads 2017-01-01T00:00:00+00:00 from this example, not 2017-01-01T01:00:00+00:00",
         summary(1, 0),
     ],
 )
@@ -796,8 +778,7 @@ def _example_retry_at(spec: Spec) -> None:
 @case(
     "example-retryAt-not-a-time",
     [
-        "destinations/outreach.json:611:24: /errorTranslation/9/examples/0/expect/retryAt: "
-        "'soon' is not an ISO 8601 time",
+        "destinations/outreach.json:612:24: /errorTranslation/9/examples/0/expect/retryAt: 'soon' is not an ISO 8601 time",
         summary(1, 0),
     ],
 )
@@ -808,7 +789,7 @@ def _example_retry_at_not_time(spec: Spec) -> None:
 @case(
     "example-message-differs",
     [
-        "destinations/outreach.json:390:24: /errorTranslation/3/examples/0/expect/message: the example expects 'Outreach has no prospect with this OutreachId.' but the rule gives \"Outreach has no prospect with this OutreachId (Could not find 'prospect' with ID '1'.). Check the profile's identity mapped to OutreachId.\"",
+        "destinations/outreach.json:391:24: /errorTranslation/3/examples/0/expect/message: the example expects 'Outreach has no prospect with this OutreachId.' but the rule gives \"Outreach has no prospect with this OutreachId (Could not find 'prospect' with ID '1'.). Check the profile's identity mapped to OutreachId.\"",
         summary(1, 0),
     ],
 )
@@ -821,7 +802,7 @@ def _example_message(spec: Spec) -> None:
 @case(
     "rule-message-undefined-name",
     [
-        "destinations/outreach.json:373:18: /errorTranslation/3/message: `reponse` is not defined; did you mean `response`?",
+        "destinations/outreach.json:374:18: /errorTranslation/3/message: `reponse` is not defined; did you mean `response`?",
         summary(1, 0),
     ],
 )
@@ -833,7 +814,7 @@ def _message_name(spec: Spec) -> None:
 @case(
     "rule-message-syntax-error",
     [
-        "destinations/outreach.json:703:18: /errorTranslation/12/message: template syntax error: unexpected '}'",
+        "destinations/outreach.json:704:18: /errorTranslation/12/message: template syntax error: unexpected '}'",
         summary(1, 0),
     ],
 )
@@ -845,9 +826,7 @@ def _message_syntax(spec: Spec) -> None:
 @case(
     "rate-limited-without-retryAt",
     [
-        "destinations/outreach.json:637:17: warning: /errorTranslation/10/action: "
-        "RATE_LIMITED without retryAt: dest-engine will back off instead of waiting for "
-        "the time the server names",
+        "destinations/outreach.json:638:17: warning: /errorTranslation/10/action: RATE_LIMITED without retryAt: dest-engine will back off instead of waiting for the time the server names",
         summary(0, 1),
     ],
     exit_code=0,
@@ -861,13 +840,13 @@ def _rate_limited_without_retry_at(spec: Spec) -> None:
 @case(
     "gaps-without-catch-all-rules",
     [
-        "destinations/outreach.json:259:23: warning: /errorTranslation: gap: no rule matches an HTTP 403 response; dest-engine would REJECT it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
-        "destinations/outreach.json:259:23: warning: /errorTranslation: gap: no rule matches an HTTP 404 response; dest-engine would REJECT it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
-        "destinations/outreach.json:259:23: warning: /errorTranslation: gap: no rule matches an HTTP 408 response; dest-engine would RETRY it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
-        "destinations/outreach.json:259:23: warning: /errorTranslation: gap: no rule matches an HTTP 409 response; dest-engine would REJECT it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
-        "destinations/outreach.json:259:23: warning: /errorTranslation: gap: no rule matches an HTTP 500 response; dest-engine would RETRY it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
-        "destinations/outreach.json:259:23: warning: /errorTranslation: gap: no rule matches an HTTP 502 response; dest-engine would RETRY it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
-        "destinations/outreach.json:259:23: warning: /errorTranslation: gap: no rule matches an HTTP 504 response; dest-engine would RETRY it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
+        "destinations/outreach.json:260:23: warning: /errorTranslation: gap: no rule matches an HTTP 403 response; dest-engine would REJECT it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
+        "destinations/outreach.json:260:23: warning: /errorTranslation: gap: no rule matches an HTTP 404 response; dest-engine would REJECT it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
+        "destinations/outreach.json:260:23: warning: /errorTranslation: gap: no rule matches an HTTP 408 response; dest-engine would RETRY it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
+        "destinations/outreach.json:260:23: warning: /errorTranslation: gap: no rule matches an HTTP 409 response; dest-engine would REJECT it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
+        "destinations/outreach.json:260:23: warning: /errorTranslation: gap: no rule matches an HTTP 500 response; dest-engine would RETRY it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
+        "destinations/outreach.json:260:23: warning: /errorTranslation: gap: no rule matches an HTTP 502 response; dest-engine would RETRY it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
+        "destinations/outreach.json:260:23: warning: /errorTranslation: gap: no rule matches an HTTP 504 response; dest-engine would RETRY it with a generic message; add a rule for it (or a 4xx/5xx catch-all)",
         summary(0, 7),
     ],
     exit_code=0,
@@ -883,8 +862,8 @@ def _no_catch_all(spec: Spec) -> None:
 @case(
     "includeSegmentStatus-without-includeSegmentId",
     [
-        "destinations/outreach.json:200:33: /aggregation/configurableAggregation/aggregationKey/includeSegmentStatus: includeSegmentStatus needs includeSegmentId: true",
-        "destinations/outreach.json:546:18: /errorTranslation/8/message: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
+        "destinations/outreach.json:201:33: /aggregation/configurableAggregation/aggregationKey/includeSegmentStatus: includeSegmentStatus needs includeSegmentId: true",
+        "destinations/outreach.json:547:18: /errorTranslation/8/message: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
         summary(2, 0),
     ],
 )
@@ -900,9 +879,9 @@ def _segment_status_without_id(spec: Spec) -> None:
 @case(
     "aggregated-templates-use-input-profile",
     [
-        "destinations/outreach.json:200:33: /aggregation/configurableAggregation/aggregationKey/includeSegmentStatus: includeSegmentStatus needs includeSegmentId: true",
-        "destinations/outreach.json:209:18: /destinationServer/urlBasedDestination/url/value: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
-        "destinations/outreach.json:546:18: /errorTranslation/8/message: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
+        "destinations/outreach.json:201:33: /aggregation/configurableAggregation/aggregationKey/includeSegmentStatus: includeSegmentStatus needs includeSegmentId: true",
+        "destinations/outreach.json:210:18: /destinationServer/urlBasedDestination/url/value: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
+        "destinations/outreach.json:547:18: /errorTranslation/8/message: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
         "templates/outreach/prospect.json.j2:4: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
         "templates/outreach/prospect.json.j2:6: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
         summary(5, 0),
@@ -915,8 +894,8 @@ def _aggregated_with_profile_templates(spec: Spec) -> None:
 @case(
     "aggregation-group-unknown-namespace",
     [
-        "destinations/outreach.json:204:15: /aggregation/configurableAggregation/aggregationKey/groups/0/namespaces/0: identity namespace 'OutreachID' is not in identityNamespaces (OutreachId)",
-        "destinations/outreach.json:553:18: /errorTranslation/8/message: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
+        "destinations/outreach.json:205:15: /aggregation/configurableAggregation/aggregationKey/groups/0/namespaces/0: identity namespace 'OutreachID' is not in identityNamespaces (OutreachId)",
+        "destinations/outreach.json:554:18: /errorTranslation/8/message: `input.profile` does not exist: a request of this spec carries several profiles (aggregation); loop over `input.profiles`",
         summary(2, 0),
     ],
 )
@@ -931,8 +910,7 @@ def _group_namespace(spec: Spec) -> None:
 @case(
     "mapping-id-minimum-above-maximum",
     [
-        "destinations/outreach.json:43:24: /segmentMappingConfig/mappingIdSchema: minimum "
-        "is greater than maximum",
+        "destinations/outreach.json:44:24: /segmentMappingConfig/mappingIdSchema: minimum is greater than maximum",
         summary(1, 0),
     ],
 )
@@ -1060,7 +1038,7 @@ def test_json_format_reports_warnings(tmp_path: Path, monkeypatch: pytest.Monkey
     assert {f["severity"] for f in only["findings"]} == {"warning"}
     assert only["findings"][0] == {
         "file": SPEC,
-        "line": 259,
+        "line": 260,
         "column": 23,
         "pointer": "/errorTranslation",
         "message": "gap: no rule matches an HTTP 403 response; dest-engine would REJECT it"
@@ -1085,11 +1063,11 @@ def test_several_specs_each_reported(tmp_path: Path, monkeypatch: pytest.MonkeyP
     result = invoke(SPEC, "destinations/broken-host.json", "broken-type")
     assert result.stdout.splitlines() == [
         summary(0, 0),
-        "destinations/broken-host.json:207:18: /destinationServer/urlBasedDestination/url/value:"
+        "destinations/broken-host.json:208:18: /destinationServer/urlBasedDestination/url/value:"
         " host api.outreach.com is not in allowedHosts (api.outreach.io); add it there or fix"
         " the URL",
         summary(1, 0, "destinations/broken-host.json"),
-        "destinations/broken-type.json:251:20: /retryPolicy/maxAttempts: must be an integer,"
+        "destinations/broken-type.json:252:20: /retryPolicy/maxAttempts: must be an integer,"
         ' not a string ("5")',
         summary(1, 0, "broken-type"),
     ]
@@ -1112,7 +1090,7 @@ def test_several_specs_one_unreadable(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.chdir(tmp_path)
     result = invoke("broken-type", "destinations/nope.json", SPEC)
     assert result.stdout.splitlines() == [
-        "destinations/broken-type.json:251:20: /retryPolicy/maxAttempts: must be an integer,"
+        "destinations/broken-type.json:252:20: /retryPolicy/maxAttempts: must be an integer,"
         ' not a string ("5")',
         summary(1, 0, "broken-type"),
         summary(0, 0),
