@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import tempfile
 import time
@@ -39,32 +38,11 @@ from engine.templating import Request
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from fake_outreach import FakeOutreach  # type: ignore[import-not-found]  # noqa: E402
+from render import generate  # noqa: E402  (bench/render.py: the same synthetic profiles)
 
 ACTIVATION = ROOT / "examples" / "outreach" / "activation.json"
 CONNECTION = "acme-sales"
-AUDIENCES = ["8b1f2c3a-4d5e-4f60-8a71-92b3c4d5e6f7", "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"]
 TARGET = 1.5
-
-
-def generate(path: Path, count: int, seed: int = 7) -> None:
-    """Write `count` synthetic profiles in the bundled example's shape."""
-    rng = random.Random(seed)
-    with path.open("w", encoding="utf-8") as out:
-        for n in range(1, count + 1):
-            membership = {
-                a: {
-                    "status": rng.choice(["realized", "exited"]),
-                    "lastQualificationTime": "2026-11-20T09:15:00Z",
-                }
-                for a in AUDIENCES
-                if rng.random() < 0.7
-            } or {AUDIENCES[0]: {"status": "realized"}}
-            profile = {
-                "identityMap": {"Oid": [{"id": str(100_000 + n), "primary": True}]},
-                "person": {"name": {"firstName": f"First{n}", "lastName": f"Last{n}"}},
-                "segmentMembership": {"ups": membership},
-            }
-            out.write(json.dumps(profile) + "\n")
 
 
 def pipeline() -> tuple[Pipeline, Spec]:
