@@ -25,6 +25,7 @@ import platformdirs
 from engine.templating import Map
 
 DATA_ENV = "DEST_ENGINE_DATA_DIR"
+IN_FLIGHT = "state = 'in_flight'"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS delivered (
     identity TEXT PRIMARY KEY,
@@ -237,50 +238,44 @@ class Ledger:
                 [(i,) for i in identities],
             )
 
+    # Outcomes apply to rows still `in_flight`: a row staged again while its request
+    # was out (--follow) holds newer data, which stays staged and is sent next.
+
     def delivered(self, identities: Iterable[str]) -> None:
         """These identities were delivered: they leave pending and the dead letters."""
-        now = time.time()
+        rows = [(i,) for i in identities]
         with self._tx():
-            for identity in identities:
-                row = self.db.execute(
-                    "SELECT hash, projection FROM pending WHERE identity = ?", (identity,)
-                ).fetchone()
-                if row is None:
-                    continue
-                self.db.execute(
-                    "INSERT OR REPLACE INTO delivered VALUES (?, ?, ?, ?)",
-                    (identity, row[0], row[1], now),
-                )
-                self.db.execute("DELETE FROM pending WHERE identity = ?", (identity,))
-                self.db.execute("DELETE FROM dead_letters WHERE identity = ?", (identity,))
+            self.db.executemany(
+                "INSERT OR REPLACE INTO delivered SELECT identity, hash, projection, ?"
+                f" FROM pending WHERE identity = ? AND {IN_FLIGHT}",
+                [(time.time(), i) for (i,) in rows],
+            )
+            self.db.executemany(
+                "DELETE FROM dead_letters WHERE identity = ?1 AND EXISTS"
+                f" (SELECT 1 FROM pending WHERE identity = ?1 AND {IN_FLIGHT})",
+                rows,
+            )
+            self.db.executemany(f"DELETE FROM pending WHERE identity = ? AND {IN_FLIGHT}", rows)
 
     def rejected(self, identities: Iterable[str], letter: dict[str, Any]) -> None:
         """Requests carrying these identities were rejected: keep them as dead letters."""
-        now = time.time()
+        values = (
+            canonical(letter["request"]),
+            letter.get("status"),
+            letter.get("response"),
+            letter.get("rule"),
+            letter["message"],
+            letter.get("attempts", 0),
+            time.time(),
+        )
+        rows = [(i,) for i in identities]
         with self._tx():
-            for identity in identities:
-                row = self.db.execute(
-                    "SELECT hash, projection, ref FROM pending WHERE identity = ?", (identity,)
-                ).fetchone()
-                if row is None:
-                    continue
-                self.db.execute(
-                    "INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        identity,
-                        row[0],
-                        row[1],
-                        row[2],
-                        canonical(letter["request"]),
-                        letter.get("status"),
-                        letter.get("response"),
-                        letter.get("rule"),
-                        letter["message"],
-                        letter.get("attempts", 0),
-                        now,
-                    ),
-                )
-                self.db.execute("DELETE FROM pending WHERE identity = ?", (identity,))
+            self.db.executemany(
+                "INSERT OR REPLACE INTO dead_letters SELECT identity, hash, projection, ref,"
+                f" ?, ?, ?, ?, ?, ?, ? FROM pending WHERE identity = ? AND {IN_FLIGHT}",
+                [(*values, i) for (i,) in rows],
+            )
+            self.db.executemany(f"DELETE FROM pending WHERE identity = ? AND {IN_FLIGHT}", rows)
 
     def unsent(self, identities: Iterable[str], error: str | None = None) -> None:
         """Requests not delivered this run (failed or never sent): they stay staged for the next."""
@@ -288,7 +283,7 @@ class Ledger:
         with self._tx():
             self.db.executemany(
                 "UPDATE pending SET state = ?, last_error = COALESCE(?, last_error)"
-                " WHERE identity = ?",
+                f" WHERE identity = ? AND {IN_FLIGHT}",
                 [(state, error, i) for i in identities],
             )
 

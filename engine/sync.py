@@ -104,6 +104,8 @@ class Sync:
         if outcome.state == "delivered":
             self.ledger.delivered(ids)
         elif outcome.state == "rejected" or (outcome.state == "skipped" and ids):
+            if outcome.state == "skipped":  # could not be rendered, so never marked as sent
+                self.ledger.mark_in_flight(ids)
             letter = {
                 "request": outcome.request or {},
                 "status": outcome.status,

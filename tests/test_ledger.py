@@ -716,3 +716,36 @@ def test_no_token_or_client_secret_in_the_ledger_or_outputs(
     assert "Bearer [REDACTED]" in dump
     for secret in secrets:
         assert secret not in dump
+
+
+def test_an_update_staged_while_its_request_is_out_is_kept_and_sent_next(tmp_path: Path) -> None:
+    """--follow: X is sent with A; B arrives before A's outcome; A's outcome must not drop B."""
+    from engine.ledger import Ledger, Unit
+    from engine.templating import Map
+
+    def unit(name: str) -> Unit:
+        profile = Map(
+            identityMap=Map(OutreachId=[Map(id="7")]),
+            attributes=Map(firstName=Map(value=name)),
+            segmentMembership=Map(),
+        )
+        return Unit.of("OutreachId=7", "line 1", profile, keep_times=False)
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.stage([unit("A")])
+    ledger.mark_in_flight(["OutreachId=7"])
+    ledger.stage([unit("B")])  # arrives while A is out
+    ledger.delivered(["OutreachId=7"])  # A's outcome
+
+    staged = [
+        json.loads(p)["attributes"]["firstName"]["value"] for _, _, p in ledger.pending_units()
+    ]
+    assert staged == ["B"]
+    assert ledger.delivered_projection("OutreachId=7") is None  # A is not taken for B
+
+    ledger.mark_in_flight(["OutreachId=7"])
+    ledger.delivered(["OutreachId=7"])
+    assert list(ledger.pending_units()) == []
+    delivered = ledger.delivered_projection("OutreachId=7")
+    assert delivered is not None and delivered["attributes"]["firstName"]["value"] == "B"
+    ledger.close()
