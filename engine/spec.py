@@ -24,7 +24,8 @@ from engine.findings import (
     load_document,
     read_text,
 )
-from engine.templating import Kind, TemplateSource, check_names, host_allowed, parse, reads
+from engine.namecheck import check_names
+from engine.templating import Kind, TemplateSource, host_allowed, parse, reads
 from engine.translation import check_rules
 
 TEMPLATE_POINTERS: list[tuple[str, Kind]] = [

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 from jinja2 import Template, TemplateError, TemplateSyntaxError
 
-from engine.templating import ENVIRONMENTS, TemplateSource, check_names, parse
+from engine.namecheck import check_names
+from engine.templating import ENVIRONMENTS, TemplateSource, parse
 
 if TYPE_CHECKING:
     from engine.findings import Document, Finding

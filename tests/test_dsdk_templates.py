@@ -25,8 +25,9 @@ import pytest
 from jinja2 import TemplateError
 
 from engine import render_template
+from engine.namecheck import check_names
 from engine.spec import load_spec
-from engine.templating import TemplateSource, check_names
+from engine.templating import TemplateSource
 
 DATA = Path(__file__).resolve().parent / "data" / "destinations"
 SINGLE = str(DATA / "dsdk-single.json")  # BEST_EFFORT, maxUsersPerRequest 1: input.profile
