@@ -17,8 +17,10 @@ from rich.syntax import Syntax
 
 from engine.activation import check_activation, load_activation
 from engine.catalog import example_path
+from engine.cli_auth import auth
 from engine.cli_authoring import docs, explain, list_destinations, new
-from engine.cli_delivery import auth, failed, push, state_option, status, unusable
+from engine.cli_common import state_option, unusable
+from engine.cli_delivery import failed, push, status
 from engine.findings import Finding, InvalidInput, UnreadableInput, display_path, read_text
 from engine.ledger import Ledger, default_path
 from engine.mapping import Skipped

@@ -11,7 +11,7 @@ import click
 import httpx
 
 from engine.catalog import search_dirs
-from engine.cli_delivery import spec_or_exit, unusable
+from engine.cli_common import spec_or_exit, unusable
 from engine.docs import ACTIONS, destination_docs
 from engine.findings import InvalidInput, UnreadableInput, load_document, read_text
 from engine.scaffold import scaffold

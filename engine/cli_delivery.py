@@ -1,21 +1,18 @@
-"""The commands that talk to a destination: `auth` (connect an account) and `push` (deliver)."""
+"""The commands that deliver and read the ledger: push, status, failed."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import json
-import os
 import signal
 import sqlite3
 import sys
 import time
-import webbrowser
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 import click
 import httpx
@@ -29,239 +26,30 @@ from engine.auth import (
     TokenManager,
     auth_config,
     load_credentials,
-    login,
-    token_paths,
 )
-from engine.credentials import CredentialError, Credentials, CredentialStore
+from engine.cli_auth import client_credentials
+from engine.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_STOPPED,
+    endpoint_option,
+    endpoints_or_exit,
+    fail,
+    spec_or_exit,
+    state_option,
+    unusable,
+)
+from engine.credentials import CredentialError, CredentialStore
 from engine.delivery import Delivery, DeliveryOptions, Outcome
-from engine.endpoints import EndpointError, Endpoints
+from engine.endpoints import Endpoints
 from engine.findings import InvalidInput, UnreadableInput
 from engine.ledger import Ledger, default_path
 from engine.pipeline import Pipeline, redacted_auth_data
 from engine.profiles import read_profiles
 from engine.ratelimit import RateLimiter, clock_time
-from engine.spec import Spec, load_spec
+from engine.spec import Spec
 from engine.sync import Sync
-
-CLIENT_ID_ENV = "DEST_ENGINE_CLIENT_ID"
-CLIENT_SECRET_ENV = "DEST_ENGINE_CLIENT_SECRET"
-EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_STOPPED = 0, 1, 3, 4
-
-state_option = click.option(
-    "--state",
-    type=click.Path(dir_okay=False),
-    help="The ledger file (default: per connection, in your data folder or $DEST_ENGINE_DATA_DIR).",
-)
-endpoint_option = click.option(
-    "--endpoint-override",
-    "overrides",
-    multiple=True,
-    metavar="ORIGIN=ORIGIN",
-    help="Send what would go to ORIGIN to another origin, e.g."
-    " https://api.outreach.io=http://127.0.0.1:8080 (plain http only to loopback). Repeatable.",
-)
-
-
-def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def unusable(exc: InvalidInput | UnreadableInput) -> NoReturn:
-    """An input file that cannot be used: its findings, then exit 1 (invalid) or 2 (unreadable)."""
-    if isinstance(exc, UnreadableInput):
-        _fail(str(exc), 2)
-    for finding in exc.findings:
-        click.echo(str(finding), err=True)
-    sys.exit(EXIT_FAILED)
-
-
-def spec_or_exit(ref: str) -> Spec:
-    try:
-        return load_spec(ref)
-    except (InvalidInput, UnreadableInput) as exc:
-        unusable(exc)
-
-
-def _endpoints(overrides: tuple[str, ...]) -> Endpoints:
-    try:
-        return Endpoints(overrides)
-    except EndpointError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def _client_credentials(stored: Credentials | None = None, prompt: bool = True) -> tuple[str, str]:
-    """Client id and secret: from the environment, the stored connection, or a prompt."""
-    client_id = os.environ.get(CLIENT_ID_ENV) or (stored.client_id if stored else None)
-    secret = os.environ.get(CLIENT_SECRET_ENV) or (stored.client_secret if stored else None)
-    if prompt:
-        client_id = client_id or click.prompt("OAuth client id", err=True)
-        secret = secret or click.prompt("OAuth client secret", hide_input=True, err=True)
-    return client_id or "", secret or ""
-
-
-@click.group()
-def auth() -> None:
-    """Connect an account: log in, import tokens, show status, log out.
-
-    Tokens are kept per connection in a file only you can read (mode 0600) in
-    your config folder, or in $DEST_ENGINE_CONFIG_DIR. OAuth client id and
-    secret come from $DEST_ENGINE_CLIENT_ID / $DEST_ENGINE_CLIENT_SECRET or a prompt.
-    """
-
-
-@auth.command("login")
-@click.argument("spec_ref", metavar="SPEC")
-@click.option("--connection", required=True, help="Name of the connection (an account).")
-@click.option(
-    "--no-browser", is_flag=True, help="Print the login URL instead of opening a browser."
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8910,
-    show_default=True,
-    help="Port of the callback listener on 127.0.0.1 (the redirect URI is"
-    " http://127.0.0.1:PORT/callback); 0 picks a free one.",
-)
-@click.option(
-    "--timeout", type=float, default=300, show_default=True, help="Seconds to wait for the browser."
-)
-@endpoint_option
-def auth_login(
-    spec_ref: str,
-    connection: str,
-    no_browser: bool,
-    port: int,
-    timeout: float,
-    overrides: tuple[str, ...],
-) -> None:
-    """Log in through the browser (OAuth 2 authorization code) and store the tokens."""
-    spec = spec_or_exit(spec_ref)
-    if auth_config(spec)["authType"] != "OAUTH2":
-        raise click.UsageError(
-            f"{spec.destination} does not use OAuth 2: use `dest-engine auth import`"
-        )
-    endpoints = _endpoints(overrides)
-    client_id, secret = _client_credentials()
-
-    def open_url(url: str) -> None:
-        if no_browser or not webbrowser.open(url):
-            click.echo(
-                f"Open this URL in a browser to connect {spec.data['title']}:\n{url}", err=True
-            )
-        else:
-            click.echo("Waiting for the login in your browser...", err=True)
-
-    store = CredentialStore()
-    with httpx.Client(timeout=30) as http:
-        oauth = OAuthClient(spec, client_id, secret, http, endpoints)
-        try:
-            credentials = login(spec, connection, store, oauth, open_url, port, timeout)
-        except (AuthError, CredentialError, OSError) as exc:
-            _fail(str(exc))
-    click.echo(
-        f"connected {connection!r} ({spec.destination}); credentials in {store.path(connection)}",
-        err=True,
-    )
-    _print_status(credentials, "text")
-
-
-@auth.command("import")
-@click.argument("spec_ref", metavar="SPEC")
-@click.option("--connection", required=True, help="Name of the connection (an account).")
-def auth_import(spec_ref: str, connection: str) -> None:
-    """Read a token set as JSON from stdin (for machines without a browser).
-
-    OAuth token responses work as they are (access_token, refresh_token,
-    expires_in, scope); BASIC takes {"username": ..., "password": ...}.
-    """
-    spec = spec_or_exit(spec_ref)
-    text = sys.stdin.read()
-    try:
-        tokens = json.loads(text)
-    except json.JSONDecodeError as exc:
-        _fail(f"stdin is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", 2)
-    if not isinstance(tokens, dict):
-        _fail("stdin must hold a JSON object", 2)
-    config = auth_config(spec)
-    client_id, secret = _client_credentials(prompt=False)
-    base = Credentials(
-        connection,
-        spec.destination,
-        config["authType"],
-        client_id=client_id or None,
-        client_secret=secret or None,
-    )
-    try:
-        if config["authType"] == "BASIC":
-            if not isinstance(tokens.get("username"), str):
-                raise CredentialError('BASIC needs {"username": ..., "password": ...}')
-            credentials = dataclasses.replace(
-                base,
-                username=tokens["username"],
-                password=tokens.get("password"),
-                obtained_at=time.time(),
-            )
-        else:
-            credentials = base.with_tokens(tokens, token_paths(config), time.time())
-        store = CredentialStore()
-        store.save(credentials)
-    except CredentialError as exc:
-        _fail(str(exc), 2)
-    click.echo(f"imported credentials for {connection!r} ({spec.destination})", err=True)
-    _print_status(credentials, "text")
-
-
-@auth.command("status")
-@click.option("--connection", required=True, help="Name of the connection.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
-def auth_status(connection: str, fmt: str) -> None:
-    """Show a connection's destination, scopes and token expiry (never the tokens)."""
-    try:
-        credentials = CredentialStore().load(connection)
-    except CredentialError as exc:
-        _fail(str(exc))
-    if credentials is None:
-        _fail(
-            f"connection {connection!r} has no credentials; run"
-            f" `dest-engine auth login SPEC --connection {connection}`"
-        )
-    _print_status(credentials, fmt)
-
-
-@auth.command("logout")
-@click.option("--connection", required=True, help="Name of the connection.")
-def auth_logout(connection: str) -> None:
-    """Forget a connection's credentials."""
-    try:
-        removed = CredentialStore().delete(connection)
-    except CredentialError as exc:
-        _fail(str(exc))
-    click.echo(
-        f"logged out of {connection!r}" if removed else f"{connection!r} had no credentials",
-        err=True,
-    )
-
-
-def _print_status(credentials: Credentials, fmt: str) -> None:
-    info = credentials.summary()
-    if fmt == "json":
-        click.echo(json.dumps(info, indent=2))
-        return
-    expiry = "no expiry" if info["expiresAt"] is None else f"expires {info['expiresAt']}"
-    if info["expiresInSeconds"] is not None:
-        left = info["expiresInSeconds"]
-        expiry += " (expired)" if left <= 0 else f" (in {left // 60} min)"
-    click.echo(f"connection: {info['connection']}")
-    click.echo(f"destination: {info['destination']} ({info['authType']})")
-    click.echo(f"scopes: {' '.join(info['scope']) or '-'}")
-    click.echo(
-        f"token: obtained {info['obtainedAt']}, {expiry},"
-        f" refresh token: {'yes' if info['hasRefreshToken'] else 'no'}"
-    )
 
 
 @click.command()
@@ -335,7 +123,7 @@ def push(
     left (--no-wait, an interruption, or a wait longer than the spec allows).
     """
     spec = spec_or_exit(spec_ref)
-    endpoints = _endpoints(overrides)
+    endpoints = endpoints_or_exit(overrides)
     try:
         act = load_activation(activation, spec)
         records = read_profiles(profiles)
@@ -375,7 +163,7 @@ def _ledger(connection: str, state: str | None) -> Ledger:
     try:
         return Ledger(Path(state) if state else default_path(connection))
     except (OSError, sqlite3.Error) as exc:
-        _fail(f"the ledger {state or default_path(connection)} cannot be opened: {exc}")
+        fail(f"the ledger {state or default_path(connection)} cannot be opened: {exc}")
 
 
 def _delivery(
@@ -427,10 +215,10 @@ def _tokens(
     try:
         credentials = load_credentials(spec, connection, store)
     except (AuthError, CredentialError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     oauth = None
     if config["authType"] == "OAUTH2":
-        client_id, secret = _client_credentials(credentials, prompt=False)
+        client_id, secret = client_credentials(credentials, prompt=False)
         oauth = OAuthClient(spec, client_id, secret, http, endpoints)
     return TokenManager(spec, store, credentials, oauth)
 
@@ -569,7 +357,7 @@ def status(connection: str, state: str | None, fmt: str) -> None:
     """What the ledger knows: delivered, staged and rejected identities, last runs, rate limit."""
     path = Path(state) if state else default_path(connection)
     if not path.exists():
-        _fail(f"no ledger for {connection!r} at {path}: nothing was pushed with it yet")
+        fail(f"no ledger for {connection!r} at {path}: nothing was pushed with it yet")
     ledger = _ledger(connection, state)
     info = ledger.status()
     ledger.close()
@@ -621,7 +409,7 @@ def failed_show(identity: str, connection: str, state: str | None) -> None:
         letter for letter in _letters(connection, state, None) if letter["identity"] == identity
     ]
     if not matches:
-        _fail(f"no dead letter for {identity!r}; `dest-engine failed list` shows them")
+        fail(f"no dead letter for {identity!r}; `dest-engine failed list` shows them")
     click.echo(json.dumps(matches[0], indent=2, ensure_ascii=False))
 
 
@@ -661,9 +449,9 @@ def failed_retry(
     last = ledger.meta("run") or {}
     spec_ref, activation = spec_ref or last.get("spec"), activation or last.get("activation")
     if not spec_ref or not activation:
-        _fail("give --spec and --activation (no earlier push recorded them)")
+        fail("give --spec and --activation (no earlier push recorded them)")
     spec = spec_or_exit(spec_ref)
-    endpoints = _endpoints(overrides)
+    endpoints = endpoints_or_exit(overrides)
     try:
         pipeline = Pipeline(spec, load_activation(activation, spec), redacted_auth_data(spec))
     except (InvalidInput, UnreadableInput) as exc:
