@@ -133,7 +133,10 @@ class Ledger:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
-        """One transaction: all of it lands, or none."""
+        """One transaction: all of it lands, or none. Inside `transaction()`, part of that one."""
+        if self.db.in_transaction:
+            yield
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -141,6 +144,10 @@ class Ledger:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Group several ledger writes into one transaction."""
+        return self._tx()
 
     # --- staging ------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from engine.mapping import Skipped, TargetProfile
 from engine.pipeline import Pipeline, to_map
 from engine.profiles import Record
 from engine.spec import Spec
+from engine.templating import Request
 
 STAGE_CHUNK = 500
 
@@ -58,6 +59,7 @@ class Sync:
         self.keep_times = reads_qualification_times(spec)
         self.staged = 0
         self.unchanged = 0
+        self.unrecorded: list[Outcome] = []  # outcomes recorded with the next request sent
 
     def units(self, target: TargetProfile) -> list[Unit]:
         """The identities of a target profile, each with what its request will carry."""
@@ -90,13 +92,25 @@ class Sync:
             TargetProfile(ref, to_map(json.loads(projection)))
             for _identity, ref, projection in self.ledger.pending_units(include_failed)
         )
-        outcomes = self.delivery.run(
-            self.pipeline.requests(targets),
-            before_send=lambda request: self.ledger.mark_in_flight(request.identities),
-        )
+        outcomes = self.delivery.run(self.pipeline.requests(targets), before_send=self._sending)
         for outcome in outcomes:
-            self.record(outcome)
+            self.unrecorded.append(outcome)
             yield outcome
+        self._record_unrecorded()
+
+    def _sending(self, request: Request) -> None:
+        """Before a request goes: in one transaction, record the outcomes that came in
+        meanwhile and mark the request in flight. The ledger then never shows more than
+        --concurrency identities in flight, so a kill resends at most that many."""
+        with self.ledger.transaction():
+            self._record_unrecorded()
+            self.ledger.mark_in_flight(request.identities)
+
+    def _record_unrecorded(self) -> None:
+        with self.ledger.transaction():
+            for outcome in self.unrecorded:
+                self.record(outcome)
+        self.unrecorded.clear()
 
     def record(self, outcome: Outcome) -> None:
         """Write an outcome to the ledger."""
