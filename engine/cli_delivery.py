@@ -409,7 +409,8 @@ def failed_show(identity: str, connection: str, state: str | None) -> None:
         letter for letter in _letters(connection, state, None) if letter["identity"] == identity
     ]
     if not matches:
-        fail(f"no dead letter for {identity!r}; `dest-engine failed list` shows them")
+        listing = f"dest-engine failed list --connection {connection}"
+        fail(f"no dead letter for {identity!r}; `{listing}` shows them")
     click.echo(json.dumps(matches[0], indent=2, ensure_ascii=False))
 
 

@@ -432,7 +432,8 @@ def test_rejected_profiles_are_dead_letters_that_can_be_shown_exported_and_retri
     missing = failed("show", "OutreachId=1001")
     assert missing.exit_code == 1
     assert missing.stderr == (
-        "error: no dead letter for 'OutreachId=1001'; `dest-engine failed list` shows them\n"
+        "error: no dead letter for 'OutreachId=1001';"
+        " `dest-engine failed list --connection acme-sales` shows them\n"
     )
 
     exported = failed("export")
