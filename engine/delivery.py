@@ -228,7 +228,7 @@ class Delivery:
                 )
             with self.lock:
                 self.retries += 1
-            self.sleep(self._backoff(attempts))
+            self._pause(self._backoff(attempts))
 
     def _send(self, request: Request, auth: dict[str, str]) -> httpx.Response | httpx.HTTPError:
         headers = {**request.headers, **self.templates.auth_headers(auth)}
@@ -274,6 +274,14 @@ class Delivery:
             return False
         self.limiter.block_until(until, why)
         return True
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep before a retry, in slices, so a stop (SIGTERM, Ctrl-C) is noticed at once."""
+        left = seconds
+        while not self.stopped and left > 0:
+            step = min(0.25, left)
+            self.sleep(step)
+            left -= step
 
     def _backoff(self, attempt: int) -> float:
         p = self.policy
