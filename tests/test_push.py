@@ -716,6 +716,43 @@ def test_sigterm_during_a_rate_limit_wait_ends_the_run_at_once(
     assert fake.statuses() == Counter({200: 2})
 
 
+def test_sigterm_during_a_retry_backoff_ends_the_run_at_once(
+    make_fake: Callable[..., RecordingFake], tmp_path: Path
+) -> None:
+    fake = make_fake()
+    profiles = random_profiles(3, seed=21)
+    seed(fake, profiles)
+    login(fake)
+    path = write_jsonl(tmp_path / "profiles.jsonl", profiles)
+    spec = write_spec_copy(
+        tmp_path / "slow", initialBackoffSeconds=600, maxBackoffSeconds=600, jitter=False
+    )
+    fake.fail_next(100, 502)  # the first attempt fails, then a 10-minute backoff
+    command = push_command(fake, path, tmp_path / "report.jsonl", "--concurrency", "1")
+    command[command.index("outreach")] = str(spec)
+    with subprocess.Popen(
+        command, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    ) as child:
+        try:
+            for _ in range(300):  # at most 15 s for the first 502
+                if fake.statuses()[502]:
+                    break
+                time.sleep(0.05)
+            assert fake.statuses()[502] == 1
+            child.send_signal(signal.SIGTERM)
+            child.wait(timeout=5)  # not 600 s
+        finally:
+            if child.poll() is None:
+                child.kill()
+        assert child.stderr is not None
+        rest = child.stderr.read()
+    assert child.returncode == 4, rest
+    assert rest.splitlines()[-1] == "stopped: interrupted (SIGTERM); what was not sent stays staged"
+    report = read_report(tmp_path / "report.jsonl")
+    assert Counter(r["outcome"] for r in report) == Counter({"pending": 3})
+    assert fake.statuses() == Counter({502: 1})
+
+
 # --- 4. 5xx storms, dropped connections, timeouts ------------------------------------------
 
 
