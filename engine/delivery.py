@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import httpx
 
-from engine.auth import AuthError, TokenManager
+from engine.auth import AuthError, TokenManager, login_hint
 from engine.endpoints import Endpoints
 from engine.mapping import Skipped
 from engine.ratelimit import BudgetSpent, RateLimiter, clock_time
@@ -38,6 +38,9 @@ DEFAULT_POLICY = {
     "timeoutSeconds": 30.0,
 }
 MAX_RATE_LIMITED_WAITS = 20
+# A 401 refreshes the token once; short-lived tokens may expire again before a retry,
+# so one request may refresh a few times, never in a loop.
+MAX_REFRESHES = 3
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class Delivery:
 
     def deliver(self, request: Request) -> Outcome:
         """Send one request until it is delivered, rejected, given up on, or the run stops."""
-        attempts, waits, refreshed = 0, 0, False
+        attempts, waits, refreshes = 0, 0, 0
         while True:
             if self.stopped:
                 return self._pending(request, attempts)
@@ -197,15 +200,18 @@ class Delivery:
                 return self._fail_run(
                     request, attempts, translation.message, translation.rule, status
                 )
-            if action == "REFRESH_TOKEN_THEN_RETRY" and self.tokens is not None and not refreshed:
-                refreshed = True
+            if action == "REFRESH_TOKEN_THEN_RETRY" and self.tokens and refreshes < MAX_REFRESHES:
+                refreshes += 1
                 try:
                     self.tokens.after_unauthorized(auth)
                 except AuthError as exc:
                     return self._fail_run(request, attempts, str(exc), translation.rule, status)
                 continue
             if action == "REFRESH_TOKEN_THEN_RETRY":
-                hint = "the destination refused a freshly refreshed token"
+                hint = f"still refused after {refreshes} token refreshes"
+                if self.tokens:
+                    c = self.tokens.credentials
+                    hint += f"; {login_hint(self.tokens.spec, c.connection)}"
                 return self._fail_run(
                     request, attempts, f"{translation.message} ({hint})", translation.rule, status
                 )

@@ -241,7 +241,7 @@ def test_docs_error_rows_exact() -> None:
     )
     assert rows["`token-invalid`"] == (
         "| 401 | `token-invalid` | Outreach did not accept the access token; dest-engine"
-        " refreshes it and retries once. | The access token is missing, invalid or expired."
+        " refreshes it and retries. | The access token is missing, invalid or expired."
         " dest-engine refreshes the access token once and retries; if that fails, log in again. |"
     )
 

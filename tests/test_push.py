@@ -1070,6 +1070,30 @@ def test_revoked_refresh_token_is_tried_once(
     assert fake.statuses("/oauth/token") == Counter({400: 1})
 
 
+def test_a_token_refused_again_after_each_refresh_stops_the_run(
+    make_fake: Callable[..., RecordingFake], tmp_path: Path
+) -> None:
+    """Every API request finds its token expired: three refreshes, then the run stops."""
+    fake = make_fake(on_api_request=lambda f, _n: f.expire_all_tokens())
+    profiles = random_profiles(2, seed=22)
+    seed(fake, profiles)
+    login(fake)
+    path = write_jsonl(tmp_path / "profiles.jsonl", profiles)
+
+    result = push(fake, path, tmp_path / "report.jsonl", "--concurrency", "1")
+
+    assert result.exit_code == 1, result.stderr
+    assert fake.statuses() == Counter({401: 4})
+    assert fake.statuses("/oauth/token") == Counter({200: 3})
+    report = read_report(tmp_path / "report.jsonl")
+    assert [r["outcome"] for r in report] == ["failed", "pending"]
+    assert report[0]["message"] == (
+        "Outreach did not accept the access token; dest-engine refreshes it and retries."
+        " (still refused after 3 token refreshes; log in again:"
+        f" `dest-engine auth login outreach --connection {CONNECTION}`)"
+    )
+
+
 # --- 7. no secret in any output -------------------------------------------------------------
 
 
