@@ -20,6 +20,7 @@ import httpx
 
 from engine.credentials import CredentialError, Credentials, CredentialStore
 from engine.endpoints import Endpoints
+from engine.ratelimit import first_int
 from engine.spec import Spec
 
 REFRESH_MARGIN = 300  # seconds before expiry when a token is refreshed
@@ -28,6 +29,14 @@ MIN_MINT_INTERVAL = 60  # Outreach may answer 429 to more than one mint a minute
 
 class AuthError(Exception):
     """The run cannot authenticate; the message says what the user should do."""
+
+
+class MintTooSoon(AuthError):
+    """The token endpoint refused another token this soon (HTTP 429)."""
+
+    def __init__(self, message: str, wait: int) -> None:
+        super().__init__(message)
+        self.wait = wait
 
 
 def login_hint(spec: Spec, connection: str) -> str:
@@ -109,6 +118,9 @@ class OAuthClient:
             body = response.json()
         except ValueError:
             body = {}
+        if response.status_code == 429:
+            wait = first_int(response.headers.get("Retry-After")) or MIN_MINT_INTERVAL
+            raise MintTooSoon(f"the token endpoint asks to wait {wait} s (HTTP 429)", wait)
         if response.status_code != 200 or not isinstance(body, dict):
             error = body.get("error") if isinstance(body, dict) else None
             detail = f"HTTP {response.status_code}" + (f" {error}" if error else "")
@@ -126,8 +138,10 @@ class TokenManager:
         credentials: Credentials,
         oauth: OAuthClient | None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.spec = spec
+        self.sleep = sleep
         self.store = store
         self.credentials = credentials
         self.oauth = oauth
@@ -174,7 +188,11 @@ class TokenManager:
                 f"the access token of connection {c.connection!r} expired or was refused; {hint}"
             )
         try:
-            tokens = self.oauth.refresh(c.refresh_token)
+            try:
+                tokens = self.oauth.refresh(c.refresh_token)
+            except MintTooSoon as exc:  # minted too recently: wait as asked, once
+                self.sleep(min(exc.wait, MIN_MINT_INTERVAL + 5))
+                tokens = self.oauth.refresh(c.refresh_token)
             updated = c.with_tokens(tokens, self.oauth.paths, self.clock())
         except (AuthError, CredentialError) as exc:
             raise AuthError(f"refreshing the access token failed: {exc}; {hint}") from None

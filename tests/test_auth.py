@@ -27,8 +27,10 @@ from engine.endpoints import Endpoints
 from engine.spec import load_spec
 
 try:
+    from tests import fake_outreach
     from tests.fake_outreach import FakeOutreach
 except ImportError:  # tests/ itself on sys.path (pytest rootdir-less import)
+    import fake_outreach  # type: ignore[import-not-found,no-redef]
     from fake_outreach import FakeOutreach  # type: ignore[import-not-found,no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -387,3 +389,46 @@ def test_plain_http_override_to_a_remote_host_is_refused(command: str, target: s
         f"Error: --endpoint-override '{item}': plain http is allowed only for loopback"
         " addresses (127.0.0.1, ::1, localhost); use https\n"
     )
+
+
+class BusyTokenEndpoint(FakeOutreach):
+    """The token endpoint answers the first refresh with 429 and Retry-After: 7."""
+
+    busy = 1
+
+    def _oauth_token(self, headers: dict[str, str], body: bytes) -> Any:
+        if self.busy:
+            self.busy -= 1
+            answer = fake_outreach._oauth_error(429, "rate_limited", "Too many tokens minted.")
+            answer.headers.append(("Retry-After", "7"))
+            return answer
+        return super()._oauth_token(headers, body)
+
+
+def test_a_refresh_answered_429_waits_as_asked_then_refreshes(tmp_path: Path) -> None:
+    from engine.auth import TokenManager
+    from engine.credentials import Credentials
+
+    spec = load_spec("outreach")
+    with BusyTokenEndpoint() as fake, httpx.Client() as http:
+        tokens = fake.issue_tokens()
+        store = CredentialStore(tmp_path)
+        credentials = Credentials("acme-sales", "outreach", "OAUTH2").with_tokens(
+            tokens, {}, time.time() - 3600
+        )
+        store.save(credentials)
+        endpoints = Endpoints([f"https://api.outreach.io={fake.url}"])
+        oauth = OAuthClient(spec, "test-client", "test-secret", http, endpoints)
+        slept: list[float] = []
+        manager = TokenManager(spec, store, credentials, oauth, sleep=slept.append)
+
+        used = manager.auth_data()  # still valid for an hour: no refresh yet
+        assert slept == [] and manager.refreshes == 0
+
+        manager.after_unauthorized(used)  # a 401 with it: refresh; the endpoint says wait 7 s
+
+        assert slept == [7]
+        assert manager.refreshes == 1
+        assert manager.credentials.access_token != tokens["access_token"]
+        saved = store.load("acme-sales")
+        assert saved is not None and saved.refresh_token == manager.credentials.refresh_token
