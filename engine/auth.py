@@ -206,7 +206,8 @@ def load_credentials(spec: Spec, connection: str, store: CredentialStore) -> Cre
     credentials = store.load(connection)
     if credentials is None:
         raise AuthError(
-            f"connection {connection!r} has no credentials; {login_hint(spec, connection)}"
+            f"connection {connection!r} has no credentials; log in first:"
+            f" `dest-engine auth login {spec.destination} --connection {connection}`"
         )
     if credentials.destination != spec.destination:
         raise AuthError(

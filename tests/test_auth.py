@@ -355,7 +355,7 @@ def test_push_without_credentials_names_the_login_command(fake: FakeOutreach) ->
 
     assert result.exit_code == 1
     assert result.stderr == (
-        "error: connection 'nobody' has no credentials; log in again:"
+        "error: connection 'nobody' has no credentials; log in first:"
         " `dest-engine auth login outreach --connection nobody`\n"
     )
     assert fake.requests == []
