@@ -1094,6 +1094,38 @@ def test_a_token_refused_again_after_each_refresh_stops_the_run(
     )
 
 
+def test_everything_at_once_short_tokens_small_windows_and_faults(
+    make_fake: Callable[..., RecordingFake], tmp_path: Path, fast_spec: str
+) -> None:
+    """The shape of a real day: tokens expiring every 2 s, a 200-request window of 3 s,
+    about 4% of requests answered 502 or dropped, and some unknown prospects."""
+
+    def faults(fake: RecordingFake, n: int) -> None:
+        if n % 50 == 0:
+            fake.fail_next(1, 502)
+        elif n % 50 == 25:
+            fake.drop_next(1)
+
+    fake = make_fake(token_lifetime=2, rate_limit=200, rate_window=3, on_api_request=faults)
+    profiles = random_profiles(600, seed=23)
+    seed(fake, profiles[:590])  # the last 10 are unknown to Outreach
+    login(fake)
+    path = write_jsonl(tmp_path / "profiles.jsonl", profiles)
+
+    result = push(fake, path, tmp_path / "report.jsonl", spec=fast_spec)
+
+    assert result.exit_code == 3, result.stderr
+    assert fake.prospects == {oid(p): expected_attributes(p) for p in profiles[:590]}
+    report = read_report(tmp_path / "report.jsonl")
+    assert Counter(r["outcome"] for r in report) == Counter({"delivered": 590, "rejected": 10})
+    rejected = {r["identities"][0] for r in report if r["outcome"] == "rejected"}
+    assert rejected == {f"OutreachId={oid(p)}" for p in profiles[590:]}
+    statuses = fake.statuses()
+    assert statuses[502] >= 1 and statuses[None] >= 1  # the faults happened
+    assert statuses[429] <= 8  # the limiter follows the headers: at most a few per run
+    assert fake.token_mints >= 1  # the 2-second tokens were refreshed during the run
+
+
 # --- 7. no secret in any output -------------------------------------------------------------
 
 
