@@ -15,95 +15,41 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from push_support import (
+    CONNECTION,
+    HIGH_VALUE,
+    INTERRUPTED,
+    MAPPING_IDS,
+    FakeOutreach,
+    login,
+    push_args,
+    stderr_lines,
+)
 
 from engine.cli import main
 
-try:
-    from tests.fake_outreach import FakeOutreach
-except ImportError:  # tests/ itself on sys.path (pytest rootdir-less import)
-    from fake_outreach import FakeOutreach  # type: ignore[import-not-found,no-redef]
-
-ROOT = Path(__file__).resolve().parent.parent
-ACTIVATION = ROOT / "examples" / "outreach" / "activation.json"
-CONNECTION = "acme-sales"
-HIGH_VALUE = "8b1f2c3a-4d5e-4f60-8a71-92b3c4d5e6f7"  # Mapping ID 7
-TRIAL = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"  # Mapping ID 12
-MAPPING_IDS = {HIGH_VALUE: 7, TRIAL: 12}
 PROFILES = 300
 CONCURRENCY = 4
 DELAY = 0.04  # seconds the fake takes per API request
+# Credentials and ledgers in tmp folders, for this process and the child processes.
+pytestmark = pytest.mark.usefixtures("env")
+
 WAIT = 30.0  # bound on every wait for the child process
-INTERRUPTED = "interrupted (SIGTERM); what was not sent stays staged"
 KILLED_RUN = re.compile(
     r"^run 1 \(push, \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\): did not finish \(interrupted or killed\)$"
 )
-PROGRESS = re.compile(r"^[\d,]+ outcomes so far: ")
-
-
-def stderr_lines(text: str) -> list[str]:
-    """stderr without the time-based progress lines (a slow machine may print some)."""
-    return [line for line in text.splitlines() if not PROGRESS.match(line)]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOutreach]:
-    with FakeOutreach() as server:
-        yield server
-    assert server.errors == []
-
-
-@pytest.fixture(autouse=True)
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Settings for this process and the child processes (they inherit the environment)."""
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("DEST_ENGINE_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("DEST_ENGINE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DEST_ENGINE_CLIENT_ID", "test-client")
-    monkeypatch.setenv("DEST_ENGINE_CLIENT_SECRET", "test-secret")
-    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "data"
-
-
-def login(fake: FakeOutreach) -> None:
-    result = CliRunner().invoke(
-        main,
-        ["auth", "import", "outreach", "--connection", CONNECTION],
-        input=json.dumps(fake.issue_tokens()),
-    )
-    assert result.exit_code == 0, result.stderr
-
-
-def push_args(fake: FakeOutreach, profiles: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "engine",
-        "push",
-        "outreach",
-        "--activation",
-        str(ACTIVATION),
-        "--profiles",
-        str(profiles),
-        "--concurrency",
-        str(CONCURRENCY),
-        "--endpoint-override",
-        f"https://api.outreach.io={fake.url}",
-    ]
 
 
 def start_push(fake: FakeOutreach, profiles: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        push_args(fake, profiles),
+        push_args(fake, profiles, "--concurrency", str(CONCURRENCY)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -111,7 +57,12 @@ def start_push(fake: FakeOutreach, profiles: Path) -> subprocess.Popen[str]:
 
 
 def run_push(fake: FakeOutreach, profiles: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(push_args(fake, profiles), capture_output=True, text=True, timeout=WAIT)
+    return subprocess.run(
+        push_args(fake, profiles, "--concurrency", str(CONCURRENCY)),
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
 
 
 def patched_ids(fake: FakeOutreach, since: int = 0) -> list[int]:
@@ -399,7 +350,7 @@ def test_a_kill_resends_at_most_concurrency_requests(
     path = tmp_path / "profiles.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in profiles), encoding="utf-8")
     fake.delay_next(2, 0.3)
-    args = push_args(fake, path)
+    args = push_args(fake, path, "--concurrency", str(CONCURRENCY))
     args[args.index("--concurrency") + 1] = "1"
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_patches(fake, 1, proc)

@@ -13,86 +13,30 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from click.testing import CliRunner
+from push_support import (
+    HIGH_VALUE,
+    INTERRUPTED,
+    MAPPING_IDS,
+    TRIAL,
+    FakeOutreach,
+    login,
+    push_args,
+    stderr_lines,
+)
 
-from engine.cli import main
+# Credentials and ledgers in tmp folders, for this process and the child processes.
+pytestmark = pytest.mark.usefixtures("env")
 
-try:
-    from tests.fake_outreach import FakeOutreach
-except ImportError:  # tests/ itself on sys.path (pytest rootdir-less import)
-    from fake_outreach import FakeOutreach  # type: ignore[import-not-found,no-redef]
-
-ROOT = Path(__file__).resolve().parent.parent
-ACTIVATION = ROOT / "examples" / "outreach" / "activation.json"
-CONNECTION = "acme-sales"
-HIGH_VALUE = "8b1f2c3a-4d5e-4f60-8a71-92b3c4d5e6f7"  # Mapping ID 7
-TRIAL = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"  # Mapping ID 12
-MAPPING_IDS = {HIGH_VALUE: 7, TRIAL: 12}
 WAIT = 20.0  # bound on every wait for the child process
-INTERRUPTED = "interrupted (SIGTERM); what was not sent stays staged"
 REQUESTS = re.compile(
     r"^requests: (\d+) sent, (\d+) delivered, 0 rejected, 0 failed, (\d+) pending; 0 retried$"
 )
-PROGRESS = re.compile(r"^[\d,]+ outcomes so far: ")
-
-
-def stderr_lines(text: str) -> list[str]:
-    """stderr without the time-based progress lines (a slow machine may print some)."""
-    return [line for line in text.splitlines() if not PROGRESS.match(line)]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOutreach]:
-    with FakeOutreach() as server:
-        yield server
-    assert server.errors == []
-
-
-@pytest.fixture(autouse=True)
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Settings for this process and the child processes (they inherit the environment)."""
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("DEST_ENGINE_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("DEST_ENGINE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DEST_ENGINE_CLIENT_ID", "test-client")
-    monkeypatch.setenv("DEST_ENGINE_CLIENT_SECRET", "test-secret")
-    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "data"
-
-
-def login(fake: FakeOutreach) -> None:
-    result = CliRunner().invoke(
-        main,
-        ["auth", "import", "outreach", "--connection", CONNECTION],
-        input=json.dumps(fake.issue_tokens()),
-    )
-    assert result.exit_code == 0, result.stderr
-
-
-def push_args(fake: FakeOutreach, profiles: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "engine",
-        "push",
-        "outreach",
-        "--activation",
-        str(ACTIVATION),
-        "--profiles",
-        profiles,
-        "--endpoint-override",
-        f"https://api.outreach.io={fake.url}",
-        *extra,
-    ]
 
 
 def follow(fake: FakeOutreach, concurrency: int = 4) -> subprocess.Popen[bytes]:

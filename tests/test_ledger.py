@@ -19,22 +19,24 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from push_support import (
+    ACTIVATION,
+    CLIENT_SECRET,
+    CONNECTION,
+    HIGH_VALUE,
+    MAPPING_IDS,
+    TRIAL,
+    FakeOutreach,
+    login,
+    stderr_lines,
+)
 
 from engine.cli import main
 
-try:
-    from tests.fake_outreach import FakeOutreach
-except ImportError:  # tests/ itself on sys.path (pytest rootdir-less import)
-    from fake_outreach import FakeOutreach  # type: ignore[import-not-found,no-redef]
+# Credentials and ledgers in tmp folders.
+pytestmark = pytest.mark.usefixtures("env")
 
-ROOT = Path(__file__).resolve().parent.parent
-ACTIVATION = ROOT / "examples" / "outreach" / "activation.json"
-CONNECTION = "acme-sales"
-HIGH_VALUE = "8b1f2c3a-4d5e-4f60-8a71-92b3c4d5e6f7"  # "High-value customers", Mapping ID 7
-TRIAL = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"  # "Trial users", Mapping ID 12
-MAPPING_IDS = {HIGH_VALUE: 7, TRIAL: 12}
 NAMES = {HIGH_VALUE: "High-value customers", TRIAL: "Trial users"}
-CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret"  # the fake's defaults
 NOT_FOUND = (
     "Outreach has no prospect with this OutreachId (Could not find 'prospect' with ID '{}'.)."
     " Check the profile's identity mapped to OutreachId."
@@ -42,13 +44,6 @@ NOT_FOUND = (
 RUN_LINE = re.compile(
     r"^run (\d+) \((push|failed retry), \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\): (.*)$"
 )
-PROGRESS = re.compile(r"^[\d,]+ outcomes so far: ")
-
-
-def stderr_lines(text: str) -> list[str]:
-    """stderr without the time-based progress lines (a slow machine may print some)."""
-    return [line for line in text.splitlines() if not PROGRESS.match(line)]
-
 
 # --- the fake, recording every token it hands out -----------------------------------------
 
@@ -77,19 +72,6 @@ def fake() -> Iterator[TokenRecordingFake]:
     assert server.errors == []  # no bug inside the fake itself
 
 
-@pytest.fixture(autouse=True)
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Credentials and ledgers in tmp folders; the fake's OAuth client. Returns the data dir."""
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("DEST_ENGINE_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("DEST_ENGINE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DEST_ENGINE_CLIENT_ID", CLIENT_ID)
-    monkeypatch.setenv("DEST_ENGINE_CLIENT_SECRET", CLIENT_SECRET)
-    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "data"
-
-
 def ledger_path(data: Path) -> Path:
     return data / "ledgers" / f"{CONNECTION}.sqlite"
 
@@ -103,15 +85,6 @@ def invoke(*args: str, stdin: str | None = None) -> Result:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
-
-
-def login(fake: FakeOutreach) -> dict[str, Any]:
-    tokens = fake.issue_tokens()
-    result = invoke(
-        "auth", "import", "outreach", "--connection", CONNECTION, stdin=json.dumps(tokens)
-    )
-    assert result.exit_code == 0, result.stderr
-    return tokens
 
 
 def override(fake: FakeOutreach) -> list[str]:
