@@ -25,6 +25,7 @@ from engine.findings import Finding, InvalidInput, UnreadableInput, display_path
 from engine.ledger import Ledger, default_path
 from engine.mapping import Skipped
 from engine.output import (
+    count,
     forecast,
     request_http,
     request_json,
@@ -115,12 +116,8 @@ def _print_validation(results: list[dict[str, Any]], fmt: str) -> None:
         warnings = len(r["findings"]) - errors
         verdict = "valid" if r["valid"] else "invalid"
         click.echo(
-            f"{r['spec']}: {verdict} ({_plural(errors, 'error')}, {_plural(warnings, 'warning')})"
+            f"{r['spec']}: {verdict} ({count(errors, 'error')}, {count(warnings, 'warning')})"
         )
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 @main.command()

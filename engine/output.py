@@ -53,21 +53,22 @@ def summary(tally: Tally) -> str:
     detail = ", ".join(f"{n:,} {category}" for category, n in sorted(tally.skipped.items()))
     detail = f" ({detail})" if detail else ""
     return (
-        f"read {_count(tally.read, 'profile')}: {tally.rendered:,} rendered,"
-        f" {skipped:,} skipped{detail}; {_count(tally.requests, 'request')}"
+        f"read {count(tally.read, 'profile')}: {tally.rendered:,} rendered,"
+        f" {skipped:,} skipped{detail}; {count(tally.requests, 'request')}"
     )
 
 
 def forecast(requests: int, rate_limit: dict[str, Any] | None) -> str:
     """How long the requests take at the spec's rate limit."""
     if not rate_limit:
-        return f"{_count(requests, 'request')}; the spec sets no rate limit"
+        return f"{count(requests, 'request')}; the spec sets no rate limit"
     per, period = rate_limit["requests"], rate_limit["periodSeconds"]
     seconds = requests * period / per
-    return f"{_count(requests, 'request')}, {_duration(seconds)} at {per:,} per {_period(period)}"
+    return f"{count(requests, 'request')}, {_duration(seconds)} at {per:,} per {_period(period)}"
 
 
-def _count(n: int, word: str) -> str:
+def count(n: int, word: str) -> str:
+    """`1 request`, `2,340 requests`."""
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
@@ -76,7 +77,7 @@ def _duration(seconds: float) -> str:
         return "under a minute"
     minutes = round(seconds / 60)
     if minutes < 120:
-        return f"about {_count(minutes, 'minute')}"
+        return f"about {count(minutes, 'minute')}"
     return f"about {seconds / 3600:.1f} hours"
 
 
