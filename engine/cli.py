@@ -19,7 +19,7 @@ from engine.activation import check_activation, load_activation
 from engine.catalog import example_path
 from engine.cli_auth import auth
 from engine.cli_authoring import docs, explain, list_destinations, new
-from engine.cli_common import state_option, unusable
+from engine.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, state_option, unusable
 from engine.cli_delivery import failed, push, status
 from engine.findings import Finding, InvalidInput, UnreadableInput, display_path, read_text
 from engine.ledger import Ledger, default_path
@@ -40,8 +40,6 @@ from engine.samples import sample_profiles
 from engine.spec import Spec, check_spec, load_spec
 from engine.sync import Sync, preview
 from engine.templating import Request
-
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,7 +92,7 @@ def validate(specs: tuple[str, ...], activation: str | None, fmt: str) -> None:
     _print_validation(results, fmt)
     if unreadable:
         sys.exit(EXIT_USAGE)
-    sys.exit(EXIT_OK if all(r["valid"] for r in results) else EXIT_INVALID)
+    sys.exit(EXIT_OK if all(r["valid"] for r in results) else EXIT_FAILED)
 
 
 def _errors(findings: list[Finding]) -> list[Finding]:

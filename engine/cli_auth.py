@@ -19,7 +19,7 @@ from engine.auth import (
     login,
     token_paths,
 )
-from engine.cli_common import endpoint_option, endpoints_or_exit, fail, spec_or_exit
+from engine.cli_common import EXIT_USAGE, endpoint_option, endpoints_or_exit, fail, spec_or_exit
 from engine.credentials import CredentialError, Credentials, CredentialStore
 
 CLIENT_ID_ENV = "DEST_ENGINE_CLIENT_ID"
@@ -117,9 +117,9 @@ def auth_import(spec_ref: str, connection: str) -> None:
     try:
         tokens = json.loads(text)
     except json.JSONDecodeError as exc:
-        fail(f"stdin is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", 2)
+        fail(f"stdin is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", EXIT_USAGE)
     if not isinstance(tokens, dict):
-        fail("stdin must hold a JSON object", 2)
+        fail("stdin must hold a JSON object", EXIT_USAGE)
     config = auth_config(spec)
     client_id, secret = client_credentials(prompt=False)
     base = Credentials(
@@ -144,7 +144,7 @@ def auth_import(spec_ref: str, connection: str) -> None:
         store = CredentialStore()
         store.save(credentials)
     except CredentialError as exc:
-        fail(str(exc), 2)
+        fail(str(exc), EXIT_USAGE)
     click.echo(f"imported credentials for {connection!r} ({spec.destination})", err=True)
     _print_status(credentials, "text")
 

@@ -11,7 +11,8 @@ from engine.endpoints import EndpointError, Endpoints
 from engine.findings import InvalidInput, UnreadableInput
 from engine.spec import Spec, load_spec
 
-EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_STOPPED = 0, 1, 3, 4
+# 1 is a failed run or an invalid input; 2 an unreadable input or a wrong command line.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_STOPPED = 0, 1, 2, 3, 4
 
 state_option = click.option(
     "--state",
@@ -37,7 +38,7 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 def unusable(exc: InvalidInput | UnreadableInput) -> NoReturn:
     """An input file that cannot be used: its findings, then exit 1 (invalid) or 2 (unreadable)."""
     if isinstance(exc, UnreadableInput):
-        fail(str(exc), 2)
+        fail(str(exc), EXIT_USAGE)
     for finding in exc.findings:
         click.echo(str(finding), err=True)
     sys.exit(EXIT_FAILED)
