@@ -58,6 +58,9 @@ def identity_key(profile: Map) -> str:
 def split_by_identity(profile: Map) -> Iterator[Map]:
     """One entry per identity value: the i-th value of each namespace go together."""
     identity_map = profile.get("identityMap", Map())
+    if identity_map and all(len(entries) == 1 for entries in identity_map.values()):
+        yield profile  # one value per namespace: already split
+        return
     columns = [[(ns, entry) for entry in entries] for ns, entries in identity_map.items()]
     for row in itertools.zip_longest(*columns):
         yield Map(profile, identityMap=Map((ns, [entry]) for ns, entry in filter(None, row)))

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.activation import Activation
 from engine.profiles import ProfileRecord
@@ -21,16 +20,14 @@ from engine.templating import Map
 STATUSES = {"realized": "realized", "existing": "realized", "exited": "exited"}
 
 
-@dataclass(frozen=True)
-class TargetProfile:
+class TargetProfile(NamedTuple):
     """A profile in the destination's terms, ready for aggregation."""
 
     ref: str
     profile: Map  # identityMap, attributes, segmentMembership
 
 
-@dataclass(frozen=True)
-class Skipped:
+class Skipped(NamedTuple):
     """A profile that is not sent: `category` for counting, `reason` for the user."""
 
     ref: str

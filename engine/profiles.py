@@ -10,25 +10,22 @@ import io
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import ijson
 
 from engine.findings import reading
 
 
-@dataclass(frozen=True)
-class ProfileRecord:
+class ProfileRecord(NamedTuple):
     """One input profile and where it came from (`line 3`, `item 3`)."""
 
     ref: str
     data: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class BadRecord:
+class BadRecord(NamedTuple):
     """An input record that is not a profile, and why."""
 
     ref: str

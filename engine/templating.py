@@ -34,7 +34,7 @@ from jinja2 import (
     nodes,
 )
 from jinja2.environment import Template
-from jinja2.runtime import Undefined
+from jinja2.runtime import LoopContext, Undefined, new_context
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
@@ -55,6 +55,11 @@ class Entry(NamedTuple):
 
 
 ENTRY_FIELDS = ("key", "value")
+# The documented `loop` variables (all safe to read).
+LOOP_FIELDS = frozenset(
+    {"index", "index0", "revindex", "revindex0", "first", "last", "length"}
+    | {"depth", "depth0", "previtem", "nextitem"}
+)
 
 
 class Map(dict[str, Any]):
@@ -64,7 +69,7 @@ class Map(dict[str, Any]):
     """
 
     def __iter__(self) -> Iterator[Entry]:  # type: ignore[override]
-        return (Entry(k, v) for k, v in self.items())
+        return map(Entry._make, self.items())
 
 
 class TemplateEnvironment(SandboxedEnvironment):
@@ -78,6 +83,8 @@ class TemplateEnvironment(SandboxedEnvironment):
                 return self.undefined(f"{attribute!r} is missing in this profile", obj, attribute)
         if type(obj) is Entry and attribute in ENTRY_FIELDS:
             return obj.key if attribute == "key" else obj.value
+        if type(obj) is LoopContext and attribute in LOOP_FIELDS:
+            return getattr(obj, attribute)
         if isinstance(obj, dict):
             try:
                 return obj[attribute]
@@ -275,8 +282,7 @@ def parse(source: TemplateSource) -> nodes.Template:
 # --- the request -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One HTTP request, exactly as `push` sends it."""
 
     method: str
@@ -419,7 +425,7 @@ class BoundTemplates:
                 t.method, url, headers, text, None, False, batch.refs, batch.identities, context
             )
         try:
-            parsed = json.loads(text, object_pairs_hook=_unique_keys)
+            parsed = BODY_DECODER.decode(text)
         except DuplicateKey as exc:
             raise RenderError(
                 f"{t.body[0].where(None)}: the rendered body has the key {exc.key!r} twice,"
@@ -454,6 +460,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+BODY_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
 def _header(name: str, source: TemplateSource, value: str) -> str:
     if "\r" in value or "\n" in value:
         raise RenderError(f"{source.where(None)}: header {name} would contain a line break")
@@ -466,7 +475,11 @@ def _render(source: TemplateSource, template: Template | None, variables: dict[s
         return source.text
     try:
         try:
-            return "".join(template.root_render_func(template.new_context(variables, shared=True)))
+            # `variables` already holds the globals: a context without them skips a copy.
+            context = new_context(
+                template.environment, template.name, template.blocks, variables, shared=True
+            )
+            return "".join(template.root_render_func(context))
         except Exception:
             template.environment.handle_exception()  # re-raises with template line numbers
     except TemplateError as exc:
