@@ -4,11 +4,15 @@
 
 Generates synthetic Outreach profiles (JSONL), then times
 - the baseline: plain Python doing the same transformation (parse the line,
-  check the id, build the JSON:API dict, json.dumps), and
+  check the id, build the JSON:API dict, json.dumps),
+- the Jinja floor: the baseline's work, but building the template input by
+  hand and rendering the spec's URL and body templates (then checking the
+  body is JSON) instead of json.dumps: what any engine that renders these
+  templates must do at least, and
 - the engine: dest-engine's full pipeline (mapping, aggregation, sandboxed
   templates, body check) with the bundled Outreach spec and example activation,
 alternating runs and keeping each one's best. Prints profiles per second for
-both and the ratio (these machines are noisy: the ratio is the figure).
+each and the ratios (these machines are noisy: the ratios are the figures).
 Then renders `--memory-profiles` profiles in a child process and prints its
 peak memory (resident set size) next to the baseline's.
 """
@@ -30,7 +34,7 @@ from engine.catalog import example_path
 from engine.pipeline import Pipeline, redacted_auth_data
 from engine.profiles import read_profiles
 from engine.spec import load_spec
-from engine.templating import Request
+from engine.templating import BODY_DECODER, Map, Request, render_source
 
 AUDIENCES = {
     "8b1f2c3a-4d5e-4f60-8a71-92b3c4d5e6f7": 7,
@@ -83,12 +87,48 @@ def baseline(path: Path) -> int:
     return count
 
 
-def engine(path: Path) -> int:
-    """dest-engine's pipeline: requests rendered."""
+def outreach_pipeline() -> Pipeline:
     spec = load_spec("outreach")
     activation_file = example_path("outreach", "activation.json")
     assert activation_file is not None
-    pipeline = Pipeline(spec, load_activation(activation_file, spec), redacted_auth_data(spec))
+    return Pipeline(spec, load_activation(activation_file, spec), redacted_auth_data(spec))
+
+
+def jinja_floor(path: Path) -> int:
+    """The baseline with the spec's templates in place of json.dumps: one request per profile."""
+    bound = outreach_pipeline().bound
+    (url_source, url_template), (body_source, body_template) = (
+        bound.templates.url,
+        bound.templates.body,
+    )
+    count = 0
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            profile = json.loads(line)
+            oid = profile["identityMap"]["Oid"][0]["id"]
+            if not ID_PATTERN.match(oid):
+                continue
+            name = profile.get("person", {}).get("name", {})
+            attributes = Map(
+                (k, Map(value=name[k])) for k in ("firstName", "lastName") if k in name
+            )
+            memberships = profile["segmentMembership"]["ups"].items()
+            segments = Map((a, Map(status=m["status"])) for a, m in memberships if a in AUDIENCES)
+            target = Map(
+                identityMap=Map(OutreachId=[Map(id=oid)]),
+                attributes=attributes,
+                segmentMembership=Map(ups=segments),
+            )
+            variables = dict(bound.variables, input=Map(profiles=[target], profile=target))
+            url = render_source(url_source, url_template, variables)
+            body = BODY_DECODER.decode(render_source(body_source, body_template, variables))
+            count += bool(url and body)
+    return count
+
+
+def engine(path: Path) -> int:
+    """dest-engine's pipeline: requests rendered."""
+    pipeline = outreach_pipeline()
     return sum(isinstance(event, Request) for event in pipeline.run(read_profiles(path)))
 
 
@@ -120,24 +160,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "profiles.jsonl"
         generate(path, args.profiles)
-        best = {"baseline": float("inf"), "engine": float("inf")}
+        runs = {"baseline": baseline, "jinja floor": jinja_floor, "engine": engine}
+        best = dict.fromkeys(runs, float("inf"))
         counts = {}
         for _ in range(args.rounds):
-            for name, func in (("baseline", baseline), ("engine", engine)):
+            for name, func in runs.items():
                 seconds, counts[name] = timed(func, path)
                 best[name] = min(best[name], seconds)
-        if counts["baseline"] != counts["engine"]:
-            sys.exit(
-                f"request counts differ: baseline {counts['baseline']}, engine {counts['engine']}"
-            )
+        if len(set(counts.values())) != 1:
+            sys.exit(f"request counts differ: {counts}")
         rate = {name: args.profiles / seconds for name, seconds in best.items()}
         print(
             f"profiles: {args.profiles:,} ({counts['engine']:,} requests),"
             f" best of {args.rounds} rounds"
         )
-        print(f"baseline: {rate['baseline']:>10,.0f} profiles/s")
-        print(f"engine:   {rate['engine']:>10,.0f} profiles/s")
+        for name in runs:
+            print(f"{name + ':':<12} {rate[name]:>10,.0f} profiles/s")
         print(f"ratio engine/baseline: {rate['engine'] / rate['baseline']:.2f} (target >= 0.50)")
+        print(
+            f"ratio jinja floor/baseline: {rate['jinja floor'] / rate['baseline']:.2f}"
+            " (the most any engine rendering these templates can reach)"
+        )
+        print(f"ratio engine/jinja floor: {rate['engine'] / rate['jinja floor']:.2f}")
         if args.memory_profiles:
             big = Path(tmp) / "many.jsonl"
             generate(big, args.memory_profiles)

@@ -373,7 +373,7 @@ class RequestTemplates:
                 per_batch.append((name, src, tmpl))
                 headers[name] = ""  # keeps the spec's header order
             else:
-                headers[name] = _header(name, src, _render(src, tmpl, header_vars))
+                headers[name] = _header(name, src, render_source(src, tmpl, header_vars))
         return BoundTemplates(self, variables, header_vars, headers, per_batch)
 
     def auth_headers(self, auth_data: Mapping[str, Any]) -> dict[str, str]:
@@ -383,7 +383,7 @@ class RequestTemplates:
         if cached is None or cached[0] != key:
             variables = dict(ENVIRONMENTS["text"].globals, authData=auth_data)
             rendered = {
-                name: _header(name, src, _render(src, tmpl, variables))
+                name: _header(name, src, render_source(src, tmpl, variables))
                 for name, src, tmpl in self.headers
                 if tmpl is not None and "authData" in reads(src)
             }
@@ -410,15 +410,15 @@ class BoundTemplates:
         """The request for one batch; raises RenderError naming the template and the problem."""
         t = self.templates
         variables = dict(self.variables, input=batch.template_input())
-        url = _render(t.url[0], t.url[1], variables)
+        url = render_source(t.url[0], t.url[1], variables)
         check_url(url, t.allowed_hosts, t.url[0])
         headers = self.headers
         if self.per_batch_headers:
             headers = dict(headers)
             header_vars = dict(self.header_vars, input=variables["input"])
             for name, src, tmpl in self.per_batch_headers:
-                headers[name] = _header(name, src, _render(src, tmpl, header_vars))
-        text = _render(t.body[0], t.body[1], variables)
+                headers[name] = _header(name, src, render_source(src, tmpl, header_vars))
+        text = render_source(t.body[0], t.body[1], variables)
         context = {"input": variables["input"], "destination": variables["destination"]}
         if not t.is_json:
             return Request(
@@ -469,7 +469,9 @@ def _header(name: str, source: TemplateSource, value: str) -> str:
     return value
 
 
-def _render(source: TemplateSource, template: Template | None, variables: dict[str, Any]) -> str:
+def render_source(
+    source: TemplateSource, template: Template | None, variables: dict[str, Any]
+) -> str:
     """Render with `variables` as the whole context (globals included: no copy per call)."""
     if template is None:
         return source.text
