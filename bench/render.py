@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.activation import load_activation
@@ -65,9 +66,8 @@ def generate(path: Path, count: int, seed: int = 7) -> None:
             out.write(json.dumps(profile) + "\n")
 
 
-def baseline(path: Path) -> int:
-    """The same transformation by hand: one request per profile."""
-    count = 0
+def by_hand(path: Path) -> Iterator[tuple[str, dict[str, str], dict[str, str]]]:
+    """Parse each line and check its id: (id, name attributes, activated audiences' statuses)."""
     with path.open(encoding="utf-8") as lines:
         for line in lines:
             profile = json.loads(line)
@@ -75,15 +75,23 @@ def baseline(path: Path) -> int:
             if not ID_PATTERN.match(oid):
                 continue
             name = profile.get("person", {}).get("name", {})
-            attributes = {k: name[k] for k in ("firstName", "lastName") if k in name}
-            for audience, membership in profile["segmentMembership"]["ups"].items():
-                if audience in AUDIENCES:
-                    attributes[f"custom{AUDIENCES[audience]}"] = membership["status"]
-            url = f"https://api.outreach.io/api/v2/prospects/{oid}"
-            body = json.dumps(
-                {"data": {"type": "prospect", "id": int(oid), "attributes": attributes}}
+            memberships = profile["segmentMembership"]["ups"].items()
+            yield (
+                oid,
+                {k: name[k] for k in ("firstName", "lastName") if k in name},
+                {a: m["status"] for a, m in memberships if a in AUDIENCES},
             )
-            count += bool(url and body)
+
+
+def baseline(path: Path) -> int:
+    """The same transformation by hand: one request per profile."""
+    count = 0
+    for oid, attributes, statuses in by_hand(path):
+        for audience, status in statuses.items():
+            attributes[f"custom{AUDIENCES[audience]}"] = status
+        url = f"https://api.outreach.io/api/v2/prospects/{oid}"
+        body = json.dumps({"data": {"type": "prospect", "id": int(oid), "attributes": attributes}})
+        count += bool(url and body)
     return count
 
 
@@ -102,27 +110,16 @@ def jinja_floor(path: Path) -> int:
         bound.templates.body,
     )
     count = 0
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            profile = json.loads(line)
-            oid = profile["identityMap"]["Oid"][0]["id"]
-            if not ID_PATTERN.match(oid):
-                continue
-            name = profile.get("person", {}).get("name", {})
-            attributes = Map(
-                (k, Map(value=name[k])) for k in ("firstName", "lastName") if k in name
-            )
-            memberships = profile["segmentMembership"]["ups"].items()
-            segments = Map((a, Map(status=m["status"])) for a, m in memberships if a in AUDIENCES)
-            target = Map(
-                identityMap=Map(OutreachId=[Map(id=oid)]),
-                attributes=attributes,
-                segmentMembership=Map(ups=segments),
-            )
-            variables = dict(bound.variables, input=Map(profiles=[target], profile=target))
-            url = render_source(url_source, url_template, variables)
-            body = BODY_DECODER.decode(render_source(body_source, body_template, variables))
-            count += bool(url and body)
+    for oid, attributes, statuses in by_hand(path):
+        target = Map(
+            identityMap=Map(OutreachId=[Map(id=oid)]),
+            attributes=Map((k, Map(value=v)) for k, v in attributes.items()),
+            segmentMembership=Map(ups=Map((a, Map(status=s)) for a, s in statuses.items())),
+        )
+        variables = dict(bound.variables, input=Map(profiles=[target], profile=target))
+        url = render_source(url_source, url_template, variables)
+        body = BODY_DECODER.decode(render_source(body_source, body_template, variables))
+        count += bool(url and body)
     return count
 
 
