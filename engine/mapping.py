@@ -50,7 +50,10 @@ class Mapper:
             name: re.compile(ns["pattern"]) for name, ns in namespaces.items() if "pattern" in ns
         }
         self.required = [name for name, ns in namespaces.items() if ns.get("required")]
-        self.identity_mappings = activation.identity_mappings
+        self.identity_sources = [
+            (m.target, m.source_namespace, m.source_path, self.patterns.get(m.target))
+            for m in activation.identity_mappings
+        ]
         self.attributes = [(m.target, m.source_path) for m in activation.attribute_mappings]
         self.audiences = [(a.namespace, a.id) for a in activation.audiences]
         self.segment_required = bool(spec.data["schemaConfig"].get("segmentRequired"))
@@ -86,10 +89,8 @@ class Mapper:
     ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         identities: dict[str, list[str]] = {}
         problems: dict[str, list[str]] = {}
-        for mapping in self.identity_mappings:
-            ns = mapping.target
-            for value in _identity_values(data, mapping.source_namespace, mapping.source_path):
-                pattern = self.patterns.get(ns)
+        for ns, source_namespace, source_path, pattern in self.identity_sources:
+            for value in _identity_values(data, source_namespace, source_path):
                 if not isinstance(value, str) or not value:
                     problems.setdefault(ns, []).append(f"{_shown(value)} is not a non-empty string")
                 elif pattern is not None and not pattern.fullmatch(value):
