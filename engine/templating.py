@@ -36,7 +36,6 @@ from jinja2 import (
 from jinja2.environment import Template
 from jinja2.runtime import LoopContext, Undefined, new_context
 from jinja2.sandbox import SandboxedEnvironment
-from markupsafe import Markup
 
 if TYPE_CHECKING:
     from engine.aggregation import Batch
@@ -150,13 +149,25 @@ def is_empty(value: Any) -> bool:
     return isinstance(value, str | list | tuple | dict) and len(value) == 0
 
 
-def raw(value: Any) -> Markup:
+class JsonText(str):
+    """JSON text from `raw` / `tojson`, printed as is into JSON bodies.
+
+    A plain `str` subclass, not Markup: anything done to it (concatenation, string
+    methods) gives a plain `str` again, which is escaped like any other value.
+    """
+
+
+class UrlText(str):
+    """Text already percent-encoded for a URL (`formUrlEncode`), printed as is into URLs."""
+
+
+def raw(value: Any) -> JsonText:
     """Print a value as JSON, unescaped (also `tojson`: JSON needs no HTML escaping)."""
     if type(value) is str:
-        return Markup(encode_basestring(value))
+        return JsonText(encode_basestring(value))
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()
-    return Markup(json.dumps(value, ensure_ascii=False))
+    return JsonText(json.dumps(value, ensure_ascii=False, allow_nan=False))
 
 
 def sha256(value: Any) -> str:
@@ -172,11 +183,20 @@ def base64encode(value: Any) -> str:
     return base64.b64encode(str(value).encode()).decode("ascii")
 
 
-def form_url_encode(*pairs: Any) -> str:
+def form_url_encode(*pairs: Any) -> UrlText:
     """`formUrlEncode(k1, v1, k2, v2, ...)`: an application/x-www-form-urlencoded string."""
     if len(pairs) % 2:
         raise TemplateError("formUrlEncode() takes key, value pairs: an even number of arguments")
-    return urlencode([(str(pairs[i]), str(pairs[i + 1])) for i in range(0, len(pairs), 2)])
+    pairs_ = [(str(pairs[i]), str(pairs[i + 1])) for i in range(0, len(pairs), 2)]
+    return UrlText(urlencode(pairs_))
+
+
+def url_segment(value: Any) -> UrlText:
+    """A value percent-encoded as one URL path segment or query value (`/`, `?`, `#` too)."""
+    quoted = quote(str(value), safe="")
+    if quoted in (".", ".."):  # a dot segment would climb the path once normalised
+        quoted = quoted.replace(".", "%2E")
+    return UrlText(quoted)
 
 
 GLOBALS: dict[str, Any] = {
@@ -196,24 +216,23 @@ FILTERS: dict[str, Any] = {
 
 
 def _json_finalize(value: Any) -> Any:
+    """Strings as JSON string content, other values as JSON literals; `raw` output as is."""
     if type(value) is str:
         return encode_basestring(value)[1:-1]
     if type(value) is int:
         return str(value)
-    if isinstance(value, Markup | Undefined):
+    if type(value) is JsonText or isinstance(value, Undefined):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str):  # Markup from `safe` or `escape` included: escaped all the same
         return encode_basestring(value)[1:-1]
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def _url_finalize(value: Any) -> Any:
-    if isinstance(value, Markup | Undefined):
+    """Every value percent-encoded, whatever filter made it; `formUrlEncode` output as is."""
+    if type(value) is UrlText or isinstance(value, Undefined):
         return value
-    quoted = quote(str(value), safe="")
-    if quoted in (".", ".."):  # a dot segment would climb the path once normalised
-        return quoted.replace(".", "%2E")
-    return quoted
+    return url_segment(value)
 
 
 def _text_finalize(value: Any) -> Any:
@@ -227,17 +246,20 @@ def _text_finalize(value: Any) -> Any:
     return value
 
 
-def _make_environment(finalize: Callable[[Any], Any], undefined: type[Undefined]) -> Any:
+def _make_environment(
+    finalize: Callable[[Any], Any], undefined: type[Undefined], **filters: Any
+) -> Any:
     env = TemplateEnvironment(undefined=undefined, finalize=finalize, autoescape=False)
     env.globals.update(GLOBALS)
-    env.filters.update(FILTERS)
+    env.filters.update(FILTERS, **filters)
     env.tests["empty"] = is_empty
     return env
 
 
 ENVIRONMENTS = {
     "json": _make_environment(_json_finalize, TemplateUndefined),
-    "url": _make_environment(_url_finalize, TemplateUndefined),
+    # In URLs every value is encoded anyway: `urlencode` must not encode twice.
+    "url": _make_environment(_url_finalize, TemplateUndefined, urlencode=url_segment),
     "text": _make_environment(_text_finalize, TemplateUndefined),
     # Messages for users must render even when a response lacks a field.
     "message": _make_environment(_text_finalize, ChainableUndefined),
@@ -431,6 +453,11 @@ class BoundTemplates:
                 f"{t.body[0].where(None)}: the rendered body has the key {exc.key!r} twice,"
                 " so one value would be lost; check the mappings"
             ) from None
+        except NonJsonConstant as exc:
+            raise RenderError(
+                f"{t.body[0].where(None)}: the rendered body has {exc.constant}, which JSON"
+                " does not allow; check the template and the profile's values"
+            ) from None
         except json.JSONDecodeError as exc:
             bad_line = text.splitlines()[exc.lineno - 1].strip() if text.strip() else ""
             raise RenderError(
@@ -460,7 +487,18 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-BODY_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+class NonJsonConstant(ValueError):
+    def __init__(self, constant: str) -> None:
+        super().__init__(constant)
+        self.constant = constant
+
+
+def _refuse_constant(constant: str) -> Any:
+    """NaN and Infinity: Python's JSON reader accepts them, JSON and the APIs do not."""
+    raise NonJsonConstant(constant)
+
+
+BODY_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
 
 
 def _header(name: str, source: TemplateSource, value: str) -> str:

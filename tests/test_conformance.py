@@ -405,26 +405,115 @@ def test_hostile_identity_values_keep_the_structure(name: str, case: str) -> Non
 # --- 5. engine gaps the kit found -------------------------------------------------------------
 
 
-def test_dot_segment_identity_cannot_change_the_url_path(tmp_path: Path) -> None:
-    # A copy of the Outreach spec whose identity pattern admits dots, like many id formats.
+def outreach_variant(tmp_path: Path, url: str | None = None, body: str | None = None) -> Spec:
+    """A copy of the Outreach spec whose identity pattern admits dots, like many id formats,
+    with its URL template and inline body replaced when given."""
     data = json.loads((ROOT / "destinations" / "outreach.json").read_text(encoding="utf-8"))
     data.pop("$schema", None)
     data["identityNamespaces"]["OutreachId"]["pattern"] = "^[A-Za-z0-9._-]{1,40}$"
-    body = '{"data": {"type": "prospect", "attributes": {}}}'
-    data["destinationServer"]["httpTemplate"]["requestBody"] = {
-        "templatingStrategy": "NONE",
-        "value": body,
+    server = data["destinationServer"]
+    if url is not None:
+        server["urlBasedDestination"]["url"]["value"] = url
+    server["httpTemplate"]["requestBody"] = {
+        "templatingStrategy": "NONE" if body is None else "JINJA",
+        "value": body or '{"data": {"type": "prospect", "attributes": {}}}',
     }
     (tmp_path / "destinations").mkdir()
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
     spec_path = tmp_path / "destinations" / "outreach.json"
     spec_path.write_text(json.dumps(data), encoding="utf-8")
-    spec = load_spec(str(spec_path))
+    assert check_spec(str(spec_path)) == []
+    return load_spec(str(spec_path))
+
+
+def render_one(spec: Spec, oid: str, first_name: str = "Ada") -> Request:
     activation = load_activation(ROOT / "examples" / "outreach" / "activation.json", spec)
-    audience = activation.audiences[0].id
     profile = {
-        "identityMap": {"Oid": [{"id": ".."}]},
-        "segmentMembership": {"ups": {audience: {"status": "realized"}}},
+        "identityMap": {"Oid": [{"id": oid}]},
+        "person": {"name": {"firstName": first_name}},
+        "segmentMembership": {"ups": {activation.audiences[0].id: {"status": "realized"}}},
     }
-    (request,) = requests_of(render(spec, activation, [ProfileRecord("dots", profile)]))
-    assert httpx.URL(request.url).path.startswith("/api/v2/prospects/")
+    (request,) = requests_of(render(spec, activation, [ProfileRecord("profile", profile)]))
+    return request
+
+
+def test_dot_segment_identity_cannot_change_the_url_path(tmp_path: Path) -> None:
+    request = render_one(outreach_variant(tmp_path), "..")
+    assert request.url == "https://api.outreach.io/api/v2/prospects/%2E%2E"
+
+
+HOSTILE_PATH = "12/../../users?x=2#"
+PREFIX = "https://api.outreach.io/api/v2/prospects/1/notes/"
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("v", "12%2F..%2F..%2Fusers%3Fx%3D2%23"),
+        ("v | e", "12%2F..%2F..%2Fusers%3Fx%3D2%23"),
+        ("v | escape", "12%2F..%2F..%2Fusers%3Fx%3D2%23"),
+        ("v | safe", "12%2F..%2F..%2Fusers%3Fx%3D2%23"),
+        ("v | urlencode", "12%2F..%2F..%2Fusers%3Fx%3D2%23"),
+        ("v | string", "12%2F..%2F..%2Fusers%3Fx%3D2%23"),
+        ("v | tojson", "%2212%2F..%2F..%2Fusers%3Fx%3D2%23%22"),
+        ("v | raw", "%2212%2F..%2F..%2Fusers%3Fx%3D2%23%22"),
+        (
+            "(v | tojson) ~ v",
+            "%2212%2F..%2F..%2Fusers%3Fx%3D2%23%2212%2F..%2F..%2Fusers%3Fx%3D2%23",
+        ),
+        ("formUrlEncode('q', v)", "q=12%2F..%2F..%2Fusers%3Fx%3D2%23"),
+    ],
+)
+def test_no_filter_lets_a_value_change_the_url_path(
+    tmp_path: Path, expression: str, expected: str
+) -> None:
+    url = PREFIX + "{% set v = input.profile.attributes.firstName.value %}{{ " + expression + " }}"
+    request = render_one(outreach_variant(tmp_path, url=url), "1", first_name=HOSTILE_PATH)
+    assert request.url == PREFIX + expected
+    parts = urlsplit(request.url)
+    assert (parts.path.count("/"), parts.query, parts.fragment) == (6, "", "")
+
+
+@pytest.mark.parametrize("expression", ["v", "v | safe", "v | e", "v | string", "v | urlencode"])
+def test_no_filter_lets_a_value_out_of_its_json_string(tmp_path: Path, expression: str) -> None:
+    value = 'x", "admin": true, "y": "\\'
+    body = (
+        '{"name": "{% set v = input.profile.attributes.firstName.value %}{{ ' + expression + ' }}"}'
+    )
+    request = render_one(outreach_variant(tmp_path, body=body), "1", first_name=value)
+    assert list(request.json_body) == ["name"]
+    assert isinstance(request.json_body["name"], str)
+    if expression in ("v", "v | safe", "v | string"):
+        assert request.json_body == {"name": value}
+
+
+FIRST_NAME = '{"v": {{ input.profile.attributes.firstName.value }}}'
+FIRST_NAME_JSON = '{"v": {{ input.profile.attributes.firstName.value | tojson }}}'
+OUT_OF_RANGE = "ValueError: Out of range float values are not JSON compliant"
+
+
+@pytest.mark.parametrize(
+    ("body", "value", "problem"),
+    [
+        ('{"v": NaN}', "Ada", "the rendered body has NaN, which JSON does not allow;"),
+        ('{"v": -Infinity}', "Ada", "the rendered body has -Infinity, which JSON does not allow;"),
+        (FIRST_NAME, float("nan"), f"{OUT_OF_RANGE} (in `{FIRST_NAME}`)"),
+        (FIRST_NAME_JSON, float("inf"), f"{OUT_OF_RANGE} (in `{FIRST_NAME_JSON}`)"),
+    ],
+)
+def test_nan_and_infinity_never_reach_a_body(
+    tmp_path: Path, body: str, value: Any, problem: str
+) -> None:
+    spec = outreach_variant(tmp_path, body=body)
+    activation = load_activation(ROOT / "examples" / "outreach" / "activation.json", spec)
+    profile = {
+        "identityMap": {"Oid": [{"id": "1"}]},
+        "person": {"name": {"firstName": value}},
+        "segmentMembership": {"ups": {activation.audiences[0].id: {"status": "realized"}}},
+    }
+    (skipped,) = render(spec, activation, [ProfileRecord("line 1", profile)])
+    assert isinstance(skipped, Skipped)
+    where = f"{spec.path} /destinationServer/httpTemplate/requestBody/value"
+    if problem.endswith(";"):
+        problem += " check the template and the profile's values"
+    assert (skipped.category, skipped.reason) == ("render-error", f"{where}: {problem}")
