@@ -1,9 +1,10 @@
 """Mapping: an input profile becomes a TargetProfile, the Destination SDK's template input.
 
 Identities go into `identityMap` (only values matching the namespace's
-pattern), mapped attributes into `attributes.<name>.value`, and memberships of
-activated audiences into `segmentMembership`. A profile that cannot be sent
-becomes a `Skipped` with its reason.
+pattern), mapped attributes into `attributes.<name>.value` (checked against the
+spec's `type` and `maxLength`), and memberships of activated audiences into
+`segmentMembership`. A profile that cannot be sent becomes a `Skipped` with its
+reason.
 """
 
 from __future__ import annotations
@@ -36,6 +37,49 @@ class Skipped(NamedTuple):
     identities: tuple[str, ...] = ()  # set when a staged identity could not be rendered
 
 
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+}
+
+
+class Field(NamedTuple):
+    """A mapped target attribute: its name, where it comes from, what the spec accepts."""
+
+    target: str
+    source_path: tuple[str, ...]
+    type: str | None
+    max_length: int | None
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` does not fit the attribute, or None."""
+        if self.type is not None and (
+            isinstance(value, bool) != (self.type == "boolean")
+            or not isinstance(value, JSON_TYPES[self.type])
+        ):
+            return f"{self.target} is {_kind(value)}, not {self.type}: {_shown(value)}"
+        if self.max_length is not None and isinstance(value, str) and len(value) > self.max_length:
+            return (
+                f"{self.target} is {len(value):,} characters long;"
+                f" the destination accepts at most {self.max_length:,}"
+            )
+        return None
+
+
+def _kind(value: Any) -> str:
+    kinds: tuple[tuple[str, type], ...] = (
+        ("a boolean", bool),  # before integer: a bool is an int in Python
+        ("an integer", int),
+        ("a number", float),
+        ("a string", str),
+        ("an array", list),
+    )
+    return next((kind for kind, types in kinds if isinstance(value, types)), "an object")
+
+
 def _shown(value: Any) -> str:
     text = repr(value) if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -54,7 +98,7 @@ class Mapper:
             (m.target, m.source_namespace, m.source_path, self.patterns.get(m.target))
             for m in activation.identity_mappings
         ]
-        self.attributes = [(m.target, m.source_path) for m in activation.attribute_mappings]
+        self.fields = [_field(spec, m.target, m.source_path) for m in activation.attribute_mappings]
         self.audiences = [(a.namespace, a.id) for a in activation.audiences]
         self.segment_required = bool(spec.data["schemaConfig"].get("segmentRequired"))
 
@@ -73,10 +117,13 @@ class Mapper:
         if self.segment_required and not segments:
             return Skipped(record.ref, "no-audience", "not in any activated audience")
         attributes = Map()
-        for target, path in self.attributes:
-            value = _lookup(data, path)
+        for field in self.fields:
+            value = _lookup(data, field.source_path)
             if value is not None:
-                attributes[target] = Map(value=value)
+                problem = field.problem(value)
+                if problem is not None:
+                    return Skipped(record.ref, "invalid-attribute", problem)
+                attributes[field.target] = Map(value=value)
         profile = Map(
             identityMap=Map((ns, [Map(id=v) for v in ids]) for ns, ids in identities.items()),
             attributes=attributes,
@@ -116,6 +163,16 @@ class Mapper:
                 kept["lastQualificationTime"] = entry["lastQualificationTime"]
             segments.setdefault(namespace, Map())[audience_id] = kept
         return segments
+
+
+def _field(spec: Spec, target: str, source_path: tuple[str, ...]) -> Field:
+    """The spec's profile field for a mapped attribute (by name, else by name pattern)."""
+    fields = spec.data["schemaConfig"]["profileFields"]
+    matches = [f for f in fields if f.get("name") == target] or [
+        f for f in fields if "namePattern" in f and re.fullmatch(f["namePattern"], target)
+    ]
+    declared = matches[0] if matches else {}
+    return Field(target, source_path, declared.get("type"), declared.get("maxLength"))
 
 
 def _identity_values(

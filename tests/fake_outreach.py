@@ -172,6 +172,7 @@ class FakeOutreach:
         rate_window: int = 3600,
         scopes: Iterable[str] = ("prospects.read", "prospects.write"),
         clock: Callable[[], float] = time.time,
+        string_max: int = STRING_MAX,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -181,6 +182,8 @@ class FakeOutreach:
         self.rate_window = rate_window
         self.scopes = tuple(scopes)
         self.clock = clock
+        # Outreach documents 255; one client saw names refused above 50 (reference/outreach.md).
+        self.string_max = string_max
 
         self.url = ""
         self.prospects: dict[int, dict[str, Any]] = {}
@@ -560,7 +563,7 @@ class FakeOutreach:
             return attributes
         if prospect_id not in self.prospects:
             return self._not_found(prospect_id)
-        invalid = _validate(attributes)
+        invalid = _validate(attributes, self.string_max)
         if invalid is not None:
             return invalid
         self.prospects[prospect_id].update(attributes)
@@ -609,7 +612,7 @@ def _parse_document(body: bytes, prospect_id: int) -> dict[str, Any] | _Response
     return attributes
 
 
-def _validate(attributes: dict[str, Any]) -> _Response | None:
+def _validate(attributes: dict[str, Any], string_max: int) -> _Response | None:
     """Return a 400 (read-only/unknown) or 422 (type/length) error, if any."""
     bad: list[dict[str, Any]] = []
     invalid: list[dict[str, Any]] = []
@@ -635,7 +638,7 @@ def _validate(attributes: dict[str, Any]) -> _Response | None:
             if not isinstance(value, str):
                 kind = "a string or null" if custom else "a string"
                 invalid.append(_invalid(pointer, f"'{name}' must be {kind}."))
-            elif len(value) > (limit := CUSTOM_MAX if custom else STRING_MAX):
+            elif len(value) > (limit := CUSTOM_MAX if custom else string_max):
                 detail = f"'{name}' is too long (maximum is {limit:,} characters)."
                 invalid.append(
                     _error(

@@ -272,18 +272,20 @@ def benign_profile(spec: Spec, activation: Activation) -> dict[str, Any]:
     return next(iter(sample_profiles(spec, activation, 1, seed=11))).data
 
 
-def string_attribute_paths(spec: Spec, activation: Activation) -> list[tuple[str, ...]]:
+def string_attributes(spec: Spec, activation: Activation) -> dict[tuple[str, ...], int | None]:
+    """The source paths of mapped string attributes, and the longest value each accepts."""
     fields = spec.data["schemaConfig"]["profileFields"]
 
-    def kind(target: str) -> str:
+    def field(target: str) -> dict[str, Any]:
         for f in fields:
             if f.get("name") == target or (
                 "namePattern" in f and re.fullmatch(f["namePattern"], target)
             ):
-                return str(f["type"])
-        return "string"
+                return dict(f)
+        return {"type": "string"}
 
-    return [m.source_path for m in activation.attribute_mappings if kind(m.target) == "string"]
+    mapped = {m.source_path: field(m.target) for m in activation.attribute_mappings}
+    return {path: f.get("maxLength") for path, f in mapped.items() if f["type"] == "string"}
 
 
 def put(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -347,11 +349,18 @@ CASES = [(name, case) for name in NAMES for case in HOSTILE]
 @pytest.mark.parametrize(("name", "case"), CASES, ids=[f"{n}-{c}" for n, c in CASES])
 def test_hostile_attribute_values_keep_the_structure(name: str, case: str) -> None:
     spec, activation = spec_and_activation(name)
-    paths = string_attribute_paths(spec, activation)
-    if not paths:
+    attributes = string_attributes(spec, activation)
+    if not attributes:
         pytest.skip(f"{name}'s example activation maps no string attribute")
     value = HOSTILE[case]
     benign = benign_profile(spec, activation)
+    for path, limit in attributes.items():
+        if limit is not None and len(value) > limit:  # refused before rendering
+            hostile = deepcopy(benign)
+            put(hostile, path, value)
+            (skipped,) = render(spec, activation, [ProfileRecord("hostile", hostile)])
+            assert isinstance(skipped, Skipped) and skipped.category == "invalid-attribute"
+    paths = [p for p, limit in attributes.items() if limit is None or len(value) <= limit]
     hostile = deepcopy(benign)
     for path in paths:
         put(hostile, path, value)
@@ -487,28 +496,28 @@ def test_no_filter_lets_a_value_out_of_its_json_string(tmp_path: Path, expressio
         assert request.json_body == {"name": value}
 
 
-FIRST_NAME = '{"v": {{ input.profile.attributes.firstName.value }}}'
-FIRST_NAME_JSON = '{"v": {{ input.profile.attributes.firstName.value | tojson }}}'
+SCORE = '{"v": {{ input.profile.attributes.score.value }}}'
+SCORE_JSON = '{"v": {{ input.profile.attributes.score.value | tojson }}}'
 OUT_OF_RANGE = "ValueError: Out of range float values are not JSON compliant"
 
 
 @pytest.mark.parametrize(
     ("body", "value", "problem"),
     [
-        ('{"v": NaN}', "Ada", "the rendered body has NaN, which JSON does not allow;"),
-        ('{"v": -Infinity}', "Ada", "the rendered body has -Infinity, which JSON does not allow;"),
-        (FIRST_NAME, float("nan"), f"{OUT_OF_RANGE} (in `{FIRST_NAME}`)"),
-        (FIRST_NAME_JSON, float("inf"), f"{OUT_OF_RANGE} (in `{FIRST_NAME_JSON}`)"),
+        ('{"v": NaN}', 1, "the rendered body has NaN, which JSON does not allow;"),
+        ('{"v": -Infinity}', 1, "the rendered body has -Infinity, which JSON does not allow;"),
+        (SCORE, float("nan"), f"{OUT_OF_RANGE} (in `{SCORE}`)"),
+        (SCORE_JSON, float("inf"), f"{OUT_OF_RANGE} (in `{SCORE_JSON}`)"),
     ],
 )
 def test_nan_and_infinity_never_reach_a_body(
     tmp_path: Path, body: str, value: Any, problem: str
 ) -> None:
     spec = outreach_variant(tmp_path, body=body)
-    activation = load_activation(ROOT / "examples" / "outreach" / "activation.json", spec)
+    activation = load_activation(ROOT / "tests/data/activations/outreach-all-fields.json", spec)
     profile = {
         "identityMap": {"Oid": [{"id": "1"}]},
-        "person": {"name": {"firstName": value}},
+        "person": {"score": value},
         "segmentMembership": {"ups": {activation.audiences[0].id: {"status": "realized"}}},
     }
     (skipped,) = render(spec, activation, [ProfileRecord("line 1", profile)])

@@ -949,11 +949,11 @@ def test_storm_longer_than_max_attempts_fails_the_request(
 def test_rejections_are_reported_with_rule_and_translated_message(
     make_fake: Callable[..., RecordingFake], tmp_path: Path
 ) -> None:
-    fake = make_fake()
+    fake = make_fake(string_max=50)  # an account stricter than the spec's 255
     good = random_profiles(50, seed=12)
     seed(fake, good)
     unknown = make_profile(777_777, "Ghost", "Writer", {HIGH_VALUE: "realized"})
-    too_long = make_profile(5_001, "A" * 256, "Long", {TRIAL: "exited"})
+    too_long = make_profile(5_001, "A" * 51, "Long", {TRIAL: "exited"})
     not_a_string = make_profile(5_002, 42, "Number", {HIGH_VALUE: "exited"})
     fake.add_prospect(5_001, firstName="Kept")
     fake.add_prospect(5_002, firstName="Kept too")
@@ -980,20 +980,16 @@ def test_rejections_are_reported_with_rule_and_translated_message(
             " source value or map another field.",
             "line 22",
         ),
-        "OutreachId=5002": (
-            "invalid-value",
-            422,
-            "Outreach rejected a value (/data/attributes/firstName): 'firstName' must be a"
-            " string. Check the attribute mapping.",
-            "line 53",
-        ),
     }
     lines = stderr_lines(result)
     assert sorted(lines[:-2]) == sorted(
         f"rejected {identity}: {message}" for identity, (_, _, message, _) in messages.items()
     )
     assert lines[-2:] == summary(
-        53, 50, rejected={"invalid-value": 1, "prospect-not-found": 1, "value-too-long": 1}
+        53,
+        50,
+        skipped={"invalid-attribute": 1},  # 42 is not a string: refused before sending
+        rejected={"prospect-not-found": 1, "value-too-long": 1},
     )
     report = read_report(tmp_path / "report.jsonl")
     rejected = {
@@ -1002,7 +998,10 @@ def test_rejections_are_reported_with_rule_and_translated_message(
         if r["outcome"] == "rejected"
     }
     assert rejected == messages
-    assert all(r["attempts"] == 1 for r in report)  # a rejection is not retried
+    assert [
+        (r["profiles"], r["rule"], r["message"]) for r in report if r["outcome"] == "skipped"
+    ] == [(["line 53"], "invalid-attribute", "firstName is an integer, not string: 42")]
+    assert all(r["attempts"] == 1 for r in report if r["outcome"] != "skipped")
     assert fake.prospects == {oid(p): expected_attributes(p) for p in good} | {
         5_001: {"firstName": "Kept"},
         5_002: {"firstName": "Kept too"},

@@ -361,7 +361,6 @@ HOSTILE_STRINGS = {
     "script": "</script><!--",
     "emoji": "👩‍💻 🎉 𝄞",
     "nul-and-controls": "".join(chr(c) for c in range(32)) + "\x7f\x80\x85\x9f",
-    "long-40000": "x" * 39_990 + "é😀\"\\\n</>'",
     "unicode-line-separators": "a\u2028b\u2029c\x85d",
     "bidi-and-bom": "\ufeff\u202egnirts\u202c",
     "lone-surrogate-escape": "\\ud800",
@@ -394,6 +393,61 @@ def test_hostile_value_in_the_body_sent(value: str) -> None:
     [request] = pipeline.run([ProfileRecord("p", profile(["1001"], value, high="exited"))])
     assert isinstance(request, Request)
     assert json.loads(request.body)["data"]["attributes"]["firstName"] == value
+
+
+LONG = "x" * 39_991 + "é😀\"\\\n</>'"  # 40,000 characters
+
+
+def test_long_value_comes_out_unchanged() -> None:
+    """40,000 characters, into `company`, which has no length limit."""
+    data = profile(["1001"], high="realized")
+    data["work"] = {"company": LONG}
+    result = render("outreach", "--activation", ALL_FIELDS, "--profiles", "-", stdin=jsonl(data))
+    assert result.exit_code == 0
+    [request] = json_lines(result)
+    assert request["body"]["data"]["attributes"] == {"company": LONG, "custom7": "realized"}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "reason"),
+    [
+        (
+            ("person", "name", "firstName"),
+            LONG,
+            "firstName is 40,000 characters long; the destination accepts at most 255",
+        ),
+        (
+            ("person", "notes"),
+            "n" * 32_001,
+            "custom20 is 32,001 characters long; the destination accepts at most 32,000",
+        ),
+        (("person", "name", "firstName"), 123, "firstName is an integer, not string: 123"),
+        (("person", "name", "firstName"), {"a": 1}, 'firstName is an object, not string: {"a": 1}'),
+        (("person", "optedOut"), "yes", "optedOut is a string, not boolean: 'yes'"),
+        (("person", "score"), True, "score is a boolean, not number: true"),
+        (("person", "tags"), "vip", "tags is a string, not array: 'vip'"),
+        (
+            ("person", "emails"),
+            {"work": "a@example.com"},
+            'emails is an object, not array: {"work": "a@example.com"}',
+        ),
+    ],
+)
+def test_value_the_destination_cannot_take_is_skipped(
+    path: tuple[str, ...], value: Any, reason: str
+) -> None:
+    data = profile(["1001"], high="realized")
+    node = data
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    result = render("outreach", "--activation", ALL_FIELDS, "--profiles", "-", stdin=jsonl(data))
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert stderr_lines(result) == [
+        f"skipped line 1: {reason}",
+        "read 1 profile: 0 rendered, 1 skipped (1 invalid-attribute); 0 requests",
+        "forecast: 0 requests, under a minute at 10,000 per hour",
+    ]
 
 
 NOT_SENT = "read 1 profile: 0 rendered, 1 skipped (1 missing-identity); 0 requests"
