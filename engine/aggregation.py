@@ -101,19 +101,23 @@ class Aggregator:
         events = list(self._events(target.profile))
         if not events:
             raise self._nothing_to_send()
+        pieces = [(k, agg_key, piece) for k, agg_key, p in events for piece in self._split(p)]
+        if not pieces:
+            raise NothingToSend(
+                "missing-identity", "no identity, and splitUserById sends one entry per identity"
+            )
         full = []
-        for key, aggregation_key, profile in events:
-            for piece in self._split(profile):
-                batch = self.open.get(key)
-                if batch is None:
-                    batch = self.open[key] = Batch(
-                        aggregation_key=aggregation_key,
-                        single=self.best_effort and self.limit == 1,
-                    )
-                batch.add(target, piece)
-                if len(batch.profiles) >= self.limit:
-                    del self.open[key]
-                    full.append(batch)
+        for key, aggregation_key, piece in pieces:
+            batch = self.open.get(key)
+            if batch is None:
+                batch = self.open[key] = Batch(
+                    aggregation_key=aggregation_key,
+                    single=self.best_effort and self.limit == 1,
+                )
+            batch.add(target, piece)
+            if len(batch.profiles) >= self.limit:
+                del self.open[key]
+                full.append(batch)
         return full
 
     def _nothing_to_send(self) -> NothingToSend:

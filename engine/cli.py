@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.syntax import Syntax
 
@@ -19,9 +19,26 @@ from engine.activation import check_activation, load_activation
 from engine.catalog import example_path
 from engine.cli_auth import auth
 from engine.cli_authoring import docs, explain, list_destinations, new
-from engine.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, state_option, unusable
+from engine.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    check_output,
+    fail,
+    output_file,
+    profiles_or_exit,
+    state_option,
+    unusable,
+)
 from engine.cli_delivery import failed, push, status
-from engine.findings import Finding, InvalidInput, UnreadableInput, display_path, read_text
+from engine.findings import (
+    Document,
+    Finding,
+    InvalidInput,
+    UnreadableInput,
+    display_path,
+    read_text,
+)
 from engine.ledger import Ledger, default_path
 from engine.mapping import Skipped
 from engine.output import (
@@ -34,12 +51,18 @@ from engine.output import (
     skipped_line,
     summary,
 )
-from engine.pipeline import Pipeline, redacted_auth_data, render_template
-from engine.profiles import Record, read_profiles
+from engine.pipeline import (
+    RENDER_ERROR,
+    Pipeline,
+    redacted_auth_data,
+    target_problem,
+    template_groups,
+)
+from engine.profiles import Record
 from engine.samples import sample_profiles
 from engine.spec import Spec, check_spec, load_spec
 from engine.sync import Sync, preview
-from engine.templating import Request
+from engine.templating import RenderError, Request, TemplateSource
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -148,8 +171,9 @@ def _print_validation(results: list[dict[str, Any]], fmt: str) -> None:
 @click.option(
     "--skipped",
     "skipped_path",
-    type=click.Path(dir_okay=False, writable=True),
-    help="Write skipped profiles here as JSONL instead of to stderr.",
+    type=click.Path(dir_okay=False),
+    help="Write skipped profiles to this file as JSONL instead of to stderr (not -: stdout"
+    " carries the requests). Render errors are shown on stderr as well.",
 )
 @click.option("--limit", type=click.IntRange(min=0), help="Render only the first N profiles.")
 @click.option(
@@ -171,7 +195,9 @@ def _print_validation(results: list[dict[str, Any]], fmt: str) -> None:
     help="Target-shaped profiles (identityMap, attributes, segmentMembership) as a JSON"
     " array, for --template.",
 )
+@click.pass_context
 def render(
+    ctx: click.Context,
     diff: bool,
     connection: str | None,
     state: str | None,
@@ -190,24 +216,29 @@ def render(
 
     Secrets are redacted. Skipped profiles and a closing summary go to stderr.
     With no --activation and --profiles, renders the destination's bundled example.
+    Exit 0 when every profile rendered or was skipped by design, 1 for an invalid
+    input or a profile the templates fail on (render-error), 2 for an unreadable input.
     """
+    _refuse_ignored_options(ctx)
     try:
         spec = load_spec(spec_ref)
         if template_path or target_path:
             _render_template(spec, activation, template_path, target_path)
-            return
-        act = load_activation(
-            _default_example(spec, activation, "activation.json", "--activation"), spec
-        )
+        activation = _default_example(spec, activation, "activation.json", "--activation")
+        if sample is None:
+            profiles = _default_example(spec, profiles, "profiles.jsonl", "--profiles")
+        if skipped_path:
+            inputs = {"profiles": profiles, "activation": activation, "spec": spec.path}
+            check_output("--skipped", skipped_path, inputs)
+        act = load_activation(activation, spec)
+        pipeline = Pipeline(spec, act, redacted_auth_data(spec))
         if sample is not None:
             records: Iterable[Record] = sample_profiles(spec, act, sample, seed)
         else:
-            records = read_profiles(
-                _default_example(spec, profiles, "profiles.jsonl", "--profiles")
-            )
+            assert profiles is not None  # given, or the bundled example
+            records = profiles_or_exit(profiles)
         if limit is not None:
             records = itertools.islice(records, limit)
-        pipeline = Pipeline(spec, act, redacted_auth_data(spec))
         if diff:
             _print_diff(spec, pipeline, records, connection or act.connection, state)
             return
@@ -218,6 +249,36 @@ def render(
     click.echo(
         "forecast: " + forecast(pipeline.tally.requests, spec.data.get("rateLimit")), err=True
     )
+    sys.exit(EXIT_FAILED if pipeline.tally.skipped[RENDER_ERROR] else EXIT_OK)
+
+
+TEMPLATE_OPTIONS = ("spec_ref", "activation", "template_path", "target_path")
+
+
+def _refuse_ignored_options(ctx: click.Context) -> None:
+    """A usage error (exit 2) for an option that the others would leave without effect."""
+    given = [n for n in ctx.params if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE]
+    template = "template_path" in given or "target_path" in given
+    for name in given:
+        if template and name not in TEMPLATE_OPTIONS:
+            why = "does not apply to --template, which renders --target-profiles"
+        elif name == "profiles" and "sample" in given:
+            why = "cannot go with --sample, which renders generated profiles instead"
+        elif name == "seed" and "sample" not in given:
+            why = "goes with --sample: it seeds the generated profiles"
+        elif name in ("connection", "state") and "diff" not in given:
+            why = "goes with --diff: render itself reads no ledger"
+        elif name in ("fmt", "skipped_path") and "diff" in given:
+            why = "does not apply to --diff, which shows changes, not requests"
+        else:
+            continue
+        option = next(p.opts[0] for p in ctx.command.params if p.name == name)
+        raise click.UsageError(f"{option} {why}")
+    if ctx.params["skipped_path"] == "-":
+        raise click.UsageError(
+            "--skipped takes a file, not -: stdout carries the requests, and without"
+            " --skipped the skipped profiles go to stderr"
+        )
 
 
 def _print_diff(
@@ -263,15 +324,12 @@ def _print_requests(
     events: Iterable[Request | Skipped], fmt: str, skipped_path: str | None
 ) -> None:
     console = Console(highlight=False, soft_wrap=True) if fmt == "pretty" else None
-    with contextlib.ExitStack() as stack:
-        skipped_file = (
-            stack.enter_context(open(skipped_path, "w", encoding="utf-8")) if skipped_path else None
-        )
+    with output_file(skipped_path) as skipped_file:
         for event in events:
             if isinstance(event, Skipped):
                 if skipped_file:
                     skipped_file.write(skipped_json(event) + "\n")
-                else:
+                if not skipped_file or event.category == RENDER_ERROR:
                     click.echo(skipped_line(event), err=True)
             elif console is not None:
                 head, body, lexer = request_pretty(event)
@@ -285,23 +343,54 @@ def _print_requests(
 
 def _render_template(
     spec: Spec, activation: str | None, template_path: str | None, target_path: str | None
-) -> None:
+) -> NoReturn:
+    """`render --template`: each aggregation group's output; exit 1 if a group fails."""
     if not (template_path and target_path):
         raise click.UsageError("--template and --target-profiles go together")
-    targets = json.loads(read_text(Path(target_path)))
-    if not isinstance(targets, list):
-        raise click.UsageError(f"{target_path}: give a JSON array of target profiles")
-    aliases = None
-    if activation:
-        act = load_activation(activation, spec)
-        aliases = {a.id: a.alias for a in act.audiences}
-    template = read_text(Path(template_path))
-    for i, group in enumerate(
-        render_template(template, targets, spec=spec, aliases=aliases), start=1
-    ):
-        key = json.dumps(group["aggregationKey"], ensure_ascii=False)
-        click.echo(f"--- group {i}, aggregationKey {key}")
-        click.echo(group["output"])
+    act = load_activation(
+        _default_example(spec, activation, "activation.json", "--activation"), spec
+    )
+    targets = _target_profiles(Path(target_path))
+    path = Path(template_path)
+    source = TemplateSource(read_text(path), "JINJA", display_path(path), "", "body", path)
+    groups, failed = 0, False
+    try:
+        for group in template_groups(source, targets, spec, act):
+            if isinstance(group, Skipped):
+                click.echo(skipped_line(group), err=True)
+                failed = failed or group.category == RENDER_ERROR
+                continue
+            groups += 1
+            key = json.dumps(group["aggregationKey"], ensure_ascii=False)
+            click.echo(f"--- group {groups}, aggregationKey {key}")
+            click.echo(group["output"])
+    except RenderError as exc:
+        fail(str(exc))
+    click.echo(
+        f"{count(len(targets), 'target profile')}: {count(groups, 'group')} rendered", err=True
+    )
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _target_profiles(path: Path) -> list[dict[str, Any]]:
+    """The JSON array of objects in `path` (a UTF-8 BOM allowed); InvalidInput saying where not."""
+    name = display_path(path)
+    text = read_text(path).removeprefix("\ufeff")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            [Finding(name, f"invalid JSON: {exc.msg}", "", exc.lineno, exc.colno)]
+        ) from None
+    if not isinstance(data, list):
+        raise InvalidInput([Finding(name, "give a JSON array of target profiles", "", 1, 1)])
+    doc = Document(path, name, data, text)
+    for i, item in enumerate(data):
+        problem = target_problem(item)
+        if problem:
+            line, column = doc.location(f"/{i}")
+            raise InvalidInput([Finding(name, f"item {i + 1}: {problem}", "", line, column)])
+    return data
 
 
 for command in (push, auth, status, failed, list_destinations, docs, explain, new):

@@ -11,7 +11,16 @@ import click
 import httpx
 
 from engine.catalog import search_dirs
-from engine.cli_common import spec_or_exit, unusable
+from engine.cli_common import (
+    EXIT_USAGE,
+    check_output,
+    fail,
+    os_reason,
+    output_file,
+    spec_or_exit,
+    unusable,
+    unwritable_folder,
+)
 from engine.docs import ACTIONS, destination_docs
 from engine.findings import InvalidInput, UnreadableInput, load_document, read_text
 from engine.scaffold import scaffold
@@ -69,17 +78,22 @@ def list_destinations(fmt: str) -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, writable=True),
+    type=click.Path(dir_okay=False),
     help="Write to this file instead of stdout.",
 )
 def docs(spec_ref: str, output: str | None) -> None:
     """The destination's user documentation, as Markdown, generated from its spec."""
-    text = destination_docs(spec_or_exit(spec_ref))
+    spec = spec_or_exit(spec_ref)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        check_output("--output", output, {"spec": spec.path})
+    text = destination_docs(spec)
+    with output_file(output) as out:
+        if out is None:
+            click.echo(text, nl=False)
+        else:
+            out.write(text)
+    if output and output != "-":
         click.echo(f"wrote {output}", err=True)
-    else:
-        click.echo(text, nl=False)
 
 
 @click.command()
@@ -150,10 +164,15 @@ def new(name: str, root: str) -> None:
         raise click.UsageError(
             "NAME must be lower-case letters, digits and dashes, starting with a letter"
         )
+    problem = unwritable_folder(Path(root))
+    if problem:
+        fail(f"cannot write {root}: {problem}", EXIT_USAGE)
     try:
         written = scaffold(name, Path(root))
     except FileExistsError as exc:
         raise click.UsageError(f"these files exist already, nothing written: {exc}") from None
+    except OSError as exc:
+        fail(f"cannot write {exc.filename}: {os_reason(exc)}; nothing written", EXIT_USAGE)
     for path in written:
         click.echo(f"wrote {path}")
     cd = "" if Path(root).resolve() == Path.cwd().resolve() else f"cd {root} && "

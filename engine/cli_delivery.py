@@ -33,9 +33,13 @@ from engine.cli_common import (
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_STOPPED,
+    EXIT_USAGE,
+    check_output,
     endpoint_option,
     endpoints_or_exit,
     fail,
+    output_file,
+    profiles_or_exit,
     spec_or_exit,
     state_option,
     unusable,
@@ -45,8 +49,7 @@ from engine.delivery import Delivery, DeliveryOptions, Outcome
 from engine.endpoints import Endpoints
 from engine.findings import InvalidInput, UnreadableInput
 from engine.ledger import Ledger, default_path
-from engine.pipeline import Pipeline, redacted_auth_data
-from engine.profiles import read_profiles
+from engine.pipeline import RENDER_ERROR, Pipeline, redacted_auth_data
 from engine.ratelimit import RateLimiter, clock_time
 from engine.spec import Spec
 from engine.sync import Sync
@@ -66,8 +69,8 @@ from engine.sync import Sync
 @click.option(
     "--report",
     "report_path",
-    type=click.Path(dir_okay=False, writable=True),
-    help="Write every profile's outcome here as JSONL.",
+    type=click.Path(dir_okay=False),
+    help="Write every profile's outcome here as JSONL (- for stdout).",
 )
 @click.option(
     "--no-wait",
@@ -119,20 +122,27 @@ def push(
     next run sends what is still staged.
 
     Exit 0 when every profile was delivered, unchanged or skipped by design, 3
-    when some were rejected, 1 when the run failed, 4 when it stopped with work
-    left (--no-wait, an interruption, or a wait longer than the spec allows).
+    when some were rejected, 1 when the run failed or a profile could not be
+    rendered, 4 when it stopped with work left (--no-wait, an interruption, or a
+    wait longer than the spec allows), 2 when an input cannot be read.
     """
     spec = spec_or_exit(spec_ref)
     endpoints = endpoints_or_exit(overrides)
     try:
         act = load_activation(activation, spec)
-        records = read_profiles(profiles)
-        if limit is not None:
-            records = itertools.islice(records, limit)
         pipeline = Pipeline(spec, act, redacted_auth_data(spec))
     except (InvalidInput, UnreadableInput) as exc:
         unusable(exc)
     connection = connection or act.connection
+    if report_path:
+        ledger_path = Path(state) if state else default_path(connection)
+        inputs: dict[str, str | Path] = {"profiles": profiles, "activation": activation}
+        inputs |= {"spec": spec.path, "ledger": ledger_path}
+        check_output("--report", report_path, inputs)
+    records = profiles_or_exit(profiles)
+    if limit is not None:
+        records = itertools.islice(records, limit)
+    unreadable: UnreadableInput | None = None
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     with httpx.Client(limits=limits) as http, _progress(Console(stderr=True), profiles) as progress:
         tokens = _tokens(spec, connection, CredentialStore(), http, endpoints)
@@ -145,18 +155,25 @@ def push(
             spec, pipeline, tokens, http, endpoints, progress, no_wait, concurrency, timeout
         )
         sync = Sync(spec, pipeline, ledger, delivery)
-        with _report(report_path) as report, _interruptible(delivery):
+        counts = _counts()
+        with output_file(report_path) as report, _interruptible(delivery):
             if follow:
                 outcomes = sync.follow(records)
             else:
                 outcomes = itertools.chain(sync.stage(records, full), sync.send())
-            counts = _consume(outcomes, report, progress)
+            try:
+                _consume(outcomes, report, progress, counts)
+            except UnreadableInput as exc:  # the profiles, past their start
+                unreadable = exc
     ledger.set_meta("rateLimit", delivery.limiter.observed or None)
     summary = _summary(pipeline, counts, delivery, sync)
-    ledger.finish_run(run, {"summary": summary, "exit": _exit_code(counts, delivery)})
+    code = EXIT_USAGE if unreadable else _exit_code(counts, delivery)
+    ledger.finish_run(run, {"summary": summary, "exit": code})
     ledger.close()
     click.echo(summary, err=True)
-    sys.exit(_exit_code(counts, delivery))
+    if unreadable:
+        unusable(unreadable)
+    sys.exit(code)
 
 
 def _ledger(connection: str, state: str | None) -> Ledger:
@@ -164,6 +181,14 @@ def _ledger(connection: str, state: str | None) -> Ledger:
         return Ledger(Path(state) if state else default_path(connection))
     except (OSError, sqlite3.Error) as exc:
         fail(f"the ledger {state or default_path(connection)} cannot be opened: {exc}")
+
+
+def _existing_ledger(connection: str, state: str | None) -> Ledger:
+    """The connection's ledger, or exit 1 when there is none (none is created)."""
+    path = Path(state) if state else default_path(connection)
+    if not path.exists():
+        fail(f"no ledger for {connection!r} at {path}: nothing was pushed with it yet")
+    return _ledger(connection, state)
 
 
 def _delivery(
@@ -279,27 +304,30 @@ def _count_lines(profiles: str) -> int | None:
         return None
 
 
-@contextlib.contextmanager
-def _report(path: str | None) -> Iterator[TextIO | None]:
-    if path is None:
-        yield None
-        return
-    with Path(path).open("w", encoding="utf-8") as out:
-        yield out
+def _counts() -> dict[str, Counter[str]]:
+    """Outcomes by state, skipped profiles by category, rejections by rule."""
+    return {"states": Counter(), "skipped": Counter(), "rejected": Counter()}
 
 
 def _consume(
-    outcomes: Iterator[Outcome], report: TextIO | None, progress: _Log
-) -> dict[str, Counter[str]]:
-    states: Counter[str] = Counter()
-    skipped: Counter[str] = Counter()
-    rejected: Counter[str] = Counter()
+    outcomes: Iterator[Outcome],
+    report: TextIO | None,
+    progress: _Log,
+    counts: dict[str, Counter[str]],
+) -> None:
+    """Count, log and report every outcome as it comes."""
+    states, skipped, rejected = counts["states"], counts["skipped"], counts["rejected"]
     done = 0
     for outcome in outcomes:
         states[outcome.state] += 1
         if outcome.state == "skipped":
             skipped[outcome.category or "other"] += 1
             done += 1
+            if outcome.category == RENDER_ERROR:  # a template problem, not a skip by design
+                progress.log(
+                    f"{RENDER_ERROR} {', '.join(outcome.identities or outcome.refs)}:"
+                    f" {outcome.message}"
+                )
         else:
             done += len(outcome.refs)
             if outcome.state == "rejected":
@@ -312,7 +340,6 @@ def _consume(
         if report is not None:
             report.write(json.dumps(outcome.report(), ensure_ascii=False) + "\n")
         progress.advance(done, states)
-    return {"states": states, "skipped": skipped, "rejected": rejected}
 
 
 def _by(counter: Counter[str]) -> str:
@@ -340,7 +367,7 @@ def _summary(
 
 def _exit_code(counts: dict[str, Counter[str]], delivery: Delivery) -> int:
     s = counts["states"]
-    if delivery.failed_run or s["failed"]:
+    if delivery.failed_run or s["failed"] or counts["skipped"][RENDER_ERROR]:
         return EXIT_FAILED
     if s["pending"]:
         return EXIT_STOPPED
@@ -356,9 +383,7 @@ def _exit_code(counts: dict[str, Counter[str]], delivery: Delivery) -> int:
 def status(connection: str, state: str | None, fmt: str) -> None:
     """What the ledger knows: delivered, staged and rejected identities, last runs, rate limit."""
     path = Path(state) if state else default_path(connection)
-    if not path.exists():
-        fail(f"no ledger for {connection!r} at {path}: nothing was pushed with it yet")
-    ledger = _ledger(connection, state)
+    ledger = _existing_ledger(connection, state)
     info = ledger.status()
     ledger.close()
     if fmt == "json":
@@ -446,7 +471,7 @@ def failed_retry(
     overrides: tuple[str, ...],
 ) -> None:
     """Send rejected profiles again through the normal pipeline (after fixing the cause)."""
-    ledger = _ledger(connection, state)
+    ledger = _existing_ledger(connection, state)
     last = ledger.meta("run") or {}
     spec_ref, activation = spec_ref or last.get("spec"), activation or last.get("activation")
     if not spec_ref or not activation:
@@ -467,8 +492,9 @@ def failed_retry(
             spec, pipeline, tokens, http, endpoints, progress, False, concurrency, None
         )
         sync = Sync(spec, pipeline, ledger, delivery)
+        counts = _counts()
         with _interruptible(delivery):
-            counts = _consume(sync.send(), None, progress)
+            _consume(sync.send(), None, progress, counts)
     summary = _summary(pipeline, counts, delivery, sync)
     ledger.finish_run(run, {"summary": summary, "exit": _exit_code(counts, delivery)})
     ledger.close()
@@ -477,7 +503,7 @@ def failed_retry(
 
 
 def _letters(connection: str, state: str | None, rule: str | None) -> list[dict[str, Any]]:
-    ledger = _ledger(connection, state)
+    ledger = _existing_ledger(connection, state)
     letters = ledger.dead_letters(rule)
     ledger.close()
     return letters

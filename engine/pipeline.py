@@ -7,11 +7,13 @@ so every input record ends in exactly one recorded state.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from jinja2 import TemplateSyntaxError
 
 from engine.activation import DEFAULT_NAMESPACE, Activation, Audience
 from engine.aggregation import Aggregator, Batch, NothingToSend
@@ -19,6 +21,7 @@ from engine.mapping import Mapper, Skipped, TargetProfile
 from engine.profiles import BadRecord, Record
 from engine.spec import Spec, load_spec
 from engine.templating import (
+    ENVIRONMENTS,
     REDACTED,
     Map,
     RenderError,
@@ -27,7 +30,10 @@ from engine.templating import (
     TemplateSource,
     auth_data_fields,
     compile_source,
+    render_source,
 )
+
+RENDER_ERROR = "render-error"  # the skip category of a profile its templates fail on
 
 
 def destination_context(activation: Activation) -> Map:
@@ -115,7 +121,7 @@ class Pipeline:
             request = self.bound.render(batch)
         except RenderError as exc:
             for ref in batch.refs:
-                yield self._skip(Skipped(ref, "render-error", str(exc), batch.identities))
+                yield self._skip(Skipped(ref, RENDER_ERROR, str(exc), batch.identities))
             return
         self.tally.requests += 1
         yield request
@@ -147,7 +153,10 @@ def render_template(
 
     The Destination SDK's render-template API: `target_profiles` already have
     `identityMap`, `attributes` and `segmentMembership`; the spec decides the
-    aggregation and the escaping. Returns `{"aggregationKey", "output"}` per group.
+    aggregation and the escaping. Returns `{"aggregationKey", "output"}` per group;
+    a profile the aggregation leaves nothing of is in none. Raises RenderError when
+    the template does not compile or render (saying where and why), ValueError when
+    a target profile is not shaped like one (`target_problem`).
     """
     if isinstance(spec, str):
         spec = load_spec(spec)
@@ -158,23 +167,99 @@ def render_template(
     activation = Activation(
         spec.path, spec.destination, "preview", dict(customer_data or {}), (), audiences
     )
-    templates = RequestTemplates.from_spec(spec)
-    source = TemplateSource(template, "JINJA", "<template>", "", "body")
-    compiled = compile_source(source, "json" if templates.is_json else "text")
-    context = {
-        "destination": destination_context(activation),
-        "customerData": Map(activation.customer_data),
-    }
-    aggregator = Aggregator(spec, activation)
-    batches: list[Batch] = []
+    source = TemplateSource(template, "JINJA", "<template>", "", "body", Path("<template>"))
+    groups = []
+    for group in template_groups(source, target_profiles, spec, activation):
+        if isinstance(group, Skipped):
+            if group.category == RENDER_ERROR:
+                raise RenderError(group.reason)
+            continue
+        groups.append(group)
+    return groups
+
+
+def template_groups(
+    source: TemplateSource, target_profiles: list[Any], spec: Spec, activation: Activation
+) -> Iterator[dict[str, Any] | Skipped]:
+    """`render_template` step by step: per aggregation group `{"aggregationKey", "output"}`,
+    and a Skipped for each profile the aggregation leaves nothing of or a group that
+    fails to render (`item N`: the Nth target profile). Raises RenderError for a
+    template that does not compile, ValueError for a target profile of another shape.
+    """
+    if not isinstance(target_profiles, list | tuple):
+        raise ValueError(f"give a list of target profiles, not {json_kind(target_profiles)}")
     for i, profile in enumerate(target_profiles, start=1):
-        target = TargetProfile(f"profile {i}", to_map(profile))
-        with contextlib.suppress(NothingToSend):
-            batches += aggregator.add(target)
-    batches += aggregator.flush()
-    results = []
-    for batch in batches:
-        assert compiled is not None
-        output = compiled.render(dict(context, input=batch.template_input()))
-        results.append({"aggregationKey": batch.aggregation_key, "output": output})
-    return results
+        problem = target_problem(profile)
+        if problem:
+            raise ValueError(f"item {i}: {problem}")
+    is_json = RequestTemplates.from_spec(spec).is_json
+    try:
+        compiled = compile_source(source, "json" if is_json else "text")
+    except TemplateSyntaxError as exc:
+        raise RenderError(
+            f"{source.where(exc.lineno)}: template syntax error: {exc.message}"
+        ) from None
+    variables = dict(
+        ENVIRONMENTS["text"].globals,
+        destination=destination_context(activation),
+        customerData=Map(activation.customer_data),
+    )
+    aggregator = Aggregator(spec, activation)
+
+    def rendered(batch: Batch) -> Iterator[dict[str, Any] | Skipped]:
+        try:
+            output = render_source(source, compiled, dict(variables, input=batch.template_input()))
+        except RenderError as exc:
+            for ref in batch.refs:
+                yield Skipped(ref, RENDER_ERROR, str(exc))
+            return
+        yield {"aggregationKey": batch.aggregation_key, "output": output}
+
+    for i, profile in enumerate(target_profiles, start=1):
+        target = TargetProfile(f"item {i}", to_map(profile))
+        try:
+            batches = aggregator.add(target)
+        except NothingToSend as exc:
+            yield Skipped(target.ref, exc.category, str(exc))
+            continue
+        for batch in batches:
+            yield from rendered(batch)
+    for batch in aggregator.flush():
+        yield from rendered(batch)
+
+
+TARGET_SECTIONS = {  # what each entry of a target profile's sections looks like
+    "identityMap": '[{"id": ...}]',
+    "attributes": '{"value": ...}',
+    "segmentMembership": '{audience id: {"status": ...}}',
+}
+
+
+def target_problem(profile: Any) -> str | None:
+    """What keeps `profile` from being a target profile (`TARGET_SECTIONS`), or None."""
+    if not isinstance(profile, dict):
+        return f"not a JSON object but {json_kind(profile)}"
+    for section, shape in TARGET_SECTIONS.items():
+        value = profile.get(section, {})
+        if not isinstance(value, dict):
+            return f"{section} is {json_kind(value)}, not an object"
+        for key, entry in value.items():
+            if not _well_shaped(section, entry):
+                return f"{section}.{key} is not {shape}"
+    return None
+
+
+def _well_shaped(section: str, entry: Any) -> bool:
+    if section == "identityMap":
+        return isinstance(entry, list) and all(isinstance(e, dict) and "id" in e for e in entry)
+    if section == "segmentMembership":
+        return isinstance(entry, dict) and all(
+            isinstance(m, dict) and "status" in m for m in entry.values()
+        )
+    return isinstance(entry, dict)
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for messages: `an object`, `a list`, `a number`, ..."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return "null" if value is None else kinds.get(type(value), "a number")

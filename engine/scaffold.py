@@ -6,6 +6,7 @@ example values with the destination's own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -240,10 +241,30 @@ def scaffold(name: str, root: Path) -> list[Path]:
     schema_path = root / "schemas" / "destination.schema.json"
     if not schema_path.exists():  # for editors' completion and hover help
         files[schema_path] = schema
-    existing = [path for path in files if path.exists()]
-    if existing:
-        raise FileExistsError(", ".join(str(p) for p in existing))
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    in_the_way = [path for path in files if path.exists()] + [
+        folder for path in files for folder in path.parents if folder.is_file()
+    ]
+    if in_the_way:
+        raise FileExistsError(", ".join(str(p) for p in dict.fromkeys(in_the_way)))
+    _write_all(files)
     return list(files)
+
+
+def _write_all(files: dict[Path, str]) -> None:
+    """Write every file or none: after an OSError, remove what was made, then re-raise it."""
+    made: list[Path] = []
+    try:
+        for path, text in files.items():
+            missing = [path.parent, *path.parent.parents]
+            made += reversed([folder for folder in missing if not folder.exists()])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.append(path)
+            path.write_text(text, encoding="utf-8")
+    except OSError:
+        for path in reversed(made):  # files before their folders
+            with contextlib.suppress(OSError):
+                if path.is_dir():
+                    path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
+        raise

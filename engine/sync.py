@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.aggregation import identity_key, split_by_identity
 from engine.delivery import Delivery, Outcome, skipped_outcome
+from engine.findings import UnreadableInput
 from engine.ledger import Ledger, Unit
 from engine.mapping import Skipped, TargetProfile
 from engine.pipeline import Pipeline, to_map
@@ -67,18 +68,25 @@ class Sync:
         return [Unit.of(identity_key(p), target.ref, p, self.keep_times) for p in pieces]
 
     def stage(self, records: Iterable[Record], full: bool = False) -> Iterator[Outcome]:
-        """Stage every profile; yield the skipped ones."""
+        """Stage every profile; yield the skipped ones. Input that turns unreadable
+        (UnreadableInput) ends staging: what was read before it is staged."""
         chunk: list[Unit] = []
-        for target in self.pipeline.targets(records):
-            if isinstance(target, Skipped):
-                yield skipped_outcome(target)
-                continue
-            chunk += self.units(target)
-            if len(chunk) >= STAGE_CHUNK:
-                self._stage(chunk, full)
-                chunk = []
+        unreadable: UnreadableInput | None = None
+        try:
+            for target in self.pipeline.targets(records):
+                if isinstance(target, Skipped):
+                    yield skipped_outcome(target)
+                    continue
+                chunk += self.units(target)
+                if len(chunk) >= STAGE_CHUNK:
+                    self._stage(chunk, full)
+                    chunk = []
+        except UnreadableInput as exc:
+            unreadable = exc
         if chunk:
             self._stage(chunk, full)
+        if unreadable:
+            raise unreadable
 
     def _stage(self, units: list[Unit], full: bool) -> None:
         counts = self.ledger.stage(units, full)
@@ -135,15 +143,23 @@ class Sync:
             self.ledger.unsent(ids)
 
     def follow(self, records: Iterable[Record], idle: float = 0.5) -> Iterator[Outcome]:
-        """Stage and send continuously as records arrive, until the input ends or the run stops."""
+        """Stage and send continuously as records arrive, until the input ends or the run stops.
+
+        Input that turns unreadable (UnreadableInput) ends the run the same way, then
+        is raised here.
+        """
         inbox: queue.Queue[Any] = queue.Queue(maxsize=10_000)
         done = object()
+        unreadable: list[UnreadableInput] = []
 
         def read() -> None:
-            for record in records:
-                inbox.put(record)
-                if self.delivery is None or self.delivery.stopped:
-                    break
+            try:
+                for record in records:
+                    inbox.put(record)
+                    if self.delivery is None or self.delivery.stopped:
+                        break
+            except UnreadableInput as exc:
+                unreadable.append(exc)
             inbox.put(done)
 
         assert self.delivery is not None, "sending needs a Delivery"
@@ -163,6 +179,8 @@ class Sync:
                 pass
             yield from self.stage(batch)
             yield from self.send(include_failed=False)  # those wait for the next run
+        if unreadable:
+            raise unreadable[0]
 
 
 @dataclass(frozen=True)

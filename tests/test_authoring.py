@@ -303,6 +303,36 @@ def test_docs_output_file(tmp_path: Path) -> None:
     assert target.read_text(encoding="utf-8") == docs_page()
 
 
+def test_docs_output_dash_is_stdout() -> None:
+    result = invoke("docs", "outreach", "-o", "-")
+    assert result.exit_code == 0
+    assert result.stdout == docs_page()
+    assert result.stderr == ""
+    assert not Path("-").exists()
+
+
+def test_docs_output_in_a_missing_folder(tmp_path: Path) -> None:
+    target = tmp_path / "nodir" / "outreach.md"
+    result = invoke("docs", "outreach", "-o", str(target))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: cannot write {target}: the folder {tmp_path / 'nodir'} does not exist\n"
+    )
+
+
+def test_docs_output_that_is_the_spec_is_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "destinations" / "mine.json"
+    spec.parent.mkdir()
+    shutil.copy(DESTINATIONS / "outreach.json", spec)
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    before = spec.read_bytes()
+    result = invoke("docs", str(spec), "-o", str(spec))
+    assert result.exit_code == 2
+    assert result.stderr == f"error: --output {spec} is the spec file; choose another file\n"
+    assert spec.read_bytes() == before
+
+
 def test_docs_unknown_destination() -> None:
     names = ", ".join(sorted(p.stem for p in DESTINATIONS.glob("*.json")))
     result = invoke("docs", "nope")
@@ -714,6 +744,45 @@ def test_new_refuses_existing_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     )
     assert {f: (tmp_path / f).read_bytes() for f in files_under(tmp_path)} == before
     assert not (tmp_path / "examples" / "demo" / "profiles.jsonl").exists()
+
+
+def test_new_into_a_folder_that_cannot_be_written() -> None:
+    result = invoke("new", "demo", "--dir", "/proc/1")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == "error: cannot write /proc/1: permission denied\n"
+
+
+def test_new_under_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("proj").write_text("a file\n", encoding="utf-8")
+    result = invoke("new", "demo", "--dir", "proj/sub")
+    assert result.exit_code == 2
+    assert result.stderr == "error: cannot write proj/sub: proj is not a folder\n"
+    assert files_under(tmp_path) == {"proj"}
+
+
+def test_new_that_fails_midway_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").mkdir()
+    write_text = Path.write_text
+
+    def disk_full(path: Path, text: str, encoding: str | None = None) -> int:
+        if path.name == "profiles.jsonl":
+            raise OSError(28, "No space left on device", str(path))
+        return write_text(path, text, encoding=encoding)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    result = invoke("new", "demo")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: cannot write examples/demo/profiles.jsonl: no space left on device;"
+        " nothing written\n"
+    )
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["examples"]
 
 
 @pytest.mark.parametrize("name", ["Bad_Name", "demo_x", "1demo", "demo.x", "a" * 64])

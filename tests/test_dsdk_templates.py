@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jinja2 import TemplateError
 
 from engine import render_template
 from engine.namecheck import check_names
 from engine.spec import load_spec
-from engine.templating import TemplateSource
+from engine.templating import RenderError, TemplateSource
 
 DATA = Path(__file__).resolve().parent / "data" / "destinations"
 SINGLE = str(DATA / "dsdk-single.json")  # BEST_EFFORT, maxUsersPerRequest 1: input.profile
@@ -832,8 +831,12 @@ def test_form_url_encode() -> None:
 
 
 def test_form_url_encode_needs_pairs() -> None:
-    with pytest.raises(TemplateError, match="key, value pairs"):
+    with pytest.raises(RenderError) as raised:
         outputs("{{ formUrlEncode('a', 'b', 'c') }}", [{"identityMap": {}}], TEXT)
+    assert str(raised.value) == (
+        "<template>:1: formUrlEncode() takes key, value pairs: an even number of arguments"
+        " (in `{{ formUrlEncode('a', 'b', 'c') }}`)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -934,3 +937,39 @@ def test_static_name_check_catches_a_typo_in_a_ported_template() -> None:
     problems = check_names(load_spec(BATCH), source)
     assert [line for line, _ in problems] == [5]
     assert "atributes" in problems[0][1]
+
+
+# --- render_template's errors: RenderError or ValueError, never Jinja's own --------------
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ x", "<template>:1: template syntax error: unexpected end of template, expected"),
+        ("a\n{{ ''.__class__ }}", "<template>:2: access to attribute '__class__' of 'str'"),
+        (
+            "{{ destination.segmentAliases['a'] }}",
+            "<template>:1: 'engine.templating.Map object' has no attribute 'a'"
+            " (in `{{ destination.segmentAliases['a'] }}`)",
+        ),
+    ],
+    ids=["syntax", "sandbox", "no-alias"],
+)
+def test_render_template_errors_are_render_errors(template: str, message: str) -> None:
+    with pytest.raises(RenderError) as raised:
+        render_template(template, [{"identityMap": {}}], spec=SINGLE)
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("profiles", "message"),
+    [
+        ({"identityMap": {}}, "give a list of target profiles, not an object"),
+        ([{}, 3], "item 2: not a JSON object but a number"),
+        ([{"attributes": {"a": 1}}], 'item 1: attributes.a is not {"value": ...}'),
+    ],
+)
+def test_render_template_bad_profiles_are_value_errors(profiles: Any, message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        render_template("{}", profiles, spec=SINGLE)
+    assert str(raised.value) == message

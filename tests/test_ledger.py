@@ -725,3 +725,181 @@ def test_an_update_staged_while_its_request_is_out_is_kept_and_sent_next(tmp_pat
     delivered = ledger.delivered_projection("OutreachId=7")
     assert delivered is not None and delivered["attributes"]["firstName"]["value"] == "B"
     ledger.close()
+
+
+# --- 6. a typo in --connection is not "no failures" -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["list"], ["export"], ["show", "OutreachId=1001"], ["retry"]],
+    ids=["list", "export", "show", "retry"],
+)
+def test_failed_without_a_ledger_says_so_and_creates_none(env: Path, args: list[str]) -> None:
+    result = invoke("failed", *args, "--connection", "acme-salse")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: no ledger for 'acme-salse' at {env / 'ledgers' / 'acme-salse.sqlite'}:"
+        " nothing was pushed with it yet\n"
+    )
+    assert not (env / "ledgers").exists()
+
+
+# --- 7. push: output files, unreadable profiles, render errors -------------------------------
+
+
+@pytest.mark.parametrize("which", ["profiles", "activation", "ledger"])
+def test_push_report_that_is_an_input_is_refused(
+    fake: TokenRecordingFake, env: Path, tmp_path: Path, which: str
+) -> None:
+    login(fake)
+    profiles = write_jsonl(tmp_path / "profiles.jsonl", random_profiles(3, seed=1))
+    activation = tmp_path / "activation.json"
+    activation.write_bytes(ACTIVATION.read_bytes())
+    ledger = tmp_path / "ledger.sqlite"
+    ledger.write_bytes(b"")
+    report = {"profiles": profiles, "activation": activation, "ledger": ledger}[which]
+    before = report.read_bytes()
+    result = invoke(
+        "push",
+        "outreach",
+        "--activation",
+        str(activation),
+        "--profiles",
+        str(profiles),
+        "--state",
+        str(ledger),
+        "--report",
+        str(report),
+        "--full",
+        *override(fake),
+    )
+    assert result.exit_code == 2
+    assert result.stderr == f"error: --report {report} is the {which} file; choose another file\n"
+    assert report.read_bytes() == before
+    assert patches(fake) == []
+
+
+def test_push_report_in_a_missing_folder(
+    fake: TokenRecordingFake, env: Path, tmp_path: Path
+) -> None:
+    login(fake)
+    profiles = write_jsonl(tmp_path / "profiles.jsonl", random_profiles(3, seed=1))
+    report = tmp_path / "nodir" / "report.jsonl"
+    result = push(fake, profiles, "--report", str(report))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: cannot write {report}: the folder {tmp_path / 'nodir'} does not exist\n"
+    )
+    assert not ledger_path(env).exists()
+    assert patches(fake) == []
+
+
+def test_push_report_to_stdout(fake: TokenRecordingFake, tmp_path: Path) -> None:
+    profiles = random_profiles(2, seed=3)
+    seed(fake, profiles)
+    login(fake)
+    result = push(fake, write_jsonl(tmp_path / "profiles.jsonl", profiles), "--report", "-")
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["outcome"] for line in result.stdout.splitlines()] == [
+        "delivered",
+        "delivered",
+    ]
+    assert not Path("-").exists()
+
+
+def test_push_missing_profiles_file(fake: TokenRecordingFake, env: Path, tmp_path: Path) -> None:
+    login(fake)
+    result = push(fake, tmp_path / "nosuch.jsonl")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {tmp_path / 'nosuch.jsonl'}: no such file\n"
+    assert not ledger_path(env).exists()
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["push", "follow"])
+def test_push_profiles_unreadable_midway_end_the_run_with_exit_2(
+    fake: TokenRecordingFake, monkeypatch: pytest.MonkeyPatch, follow: bool
+) -> None:
+    """Input that turns unreadable after a first profile: that one is staged (and with
+    --follow sent), the run is recorded, and the command says why (exit 2)."""
+    from engine.findings import UnreadableInput
+    from engine.profiles import ProfileRecord
+
+    first = make_profile(1001, "Ada", {HIGH_VALUE: "realized"})
+    fake.add_prospect(1001)
+
+    def profiles(_source: str) -> Iterator[ProfileRecord]:
+        yield ProfileRecord("line 1", first)
+        raise UnreadableInput("stdin: not UTF-8 text (byte 4); save it as UTF-8")
+
+    monkeypatch.setattr("engine.cli_common.read_profiles", profiles)
+    login(fake)
+    result = push(fake, Path("-"), *(["--follow"] if follow else []))
+    assert result.exit_code == 2
+    delivered = 1 if follow else 0
+    assert stderr_lines(result.stderr) == [
+        *summary(1, 1, delivered, pending=0),
+        "error: stdin: not UTF-8 text (byte 4); save it as UTF-8",
+    ]
+    assert patched_ids(fake) == [1001] * delivered
+    status = invoke("status", "--connection", CONNECTION, "--format", "json")
+    info = json.loads(status.stdout)
+    assert (info["delivered"], sum(info["pending"].values())) == (delivered, 1 - delivered)
+    assert info["runs"][0]["summary"]["exit"] == 2
+
+
+def test_push_render_error_is_shown_recorded_and_exits_1(
+    fake: TokenRecordingFake, tmp_path: Path
+) -> None:
+    spec = json.loads(Path("destinations/outreach.json").read_text(encoding="utf-8"))
+    body = (
+        '{"data": {"type": "prospect", "id": {{ input.profile.identityMap.OutreachId[0].id }},'
+        ' "attributes": {"lastName": "{{ input.profile.attributes.lastName.value }}"}}}'
+    )
+    spec["destinationServer"]["httpTemplate"]["requestBody"] = {
+        "templatingStrategy": "JINJA",
+        "value": body,
+    }
+    spec.pop("$schema", None)
+    spec_path = tmp_path / "outreach.json"
+    spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    with_last = make_profile(1001, "Ada", {HIGH_VALUE: "realized"})
+    with_last["person"]["name"]["lastName"] = "Lovelace"
+    without_last = make_profile(1002, "Alan", {TRIAL: "realized"})
+    fake.add_prospect(1001)
+    fake.add_prospect(1002)
+    login(fake)
+    report = tmp_path / "report.jsonl"
+    result = invoke(
+        "push",
+        str(spec_path),
+        "--activation",
+        str(ACTIVATION),
+        "--profiles",
+        str(write_jsonl(tmp_path / "profiles.jsonl", [with_last, without_last])),
+        "--report",
+        str(report),
+        "--concurrency",
+        "1",
+        *override(fake),
+    )
+    assert result.exit_code == 1
+    reason = (
+        f"{spec_path} /destinationServer/httpTemplate/requestBody/value: 'lastName' is missing"
+        f" in this profile (in `{body[:160]}`)"  # the template line, cut at 160 characters
+    )
+    assert stderr_lines(result.stderr) == [
+        f"render-error OutreachId=1002: {reason}",
+        "read 2 profiles; 1 skipped (1 render-error); 0 unchanged; 2 staged",
+        "requests: 1 sent, 1 delivered, 0 rejected, 0 failed, 0 pending; 0 retried",
+    ]
+    assert patched_ids(fake) == [1001]
+    lines = report.read_text(encoding="utf-8").splitlines()
+    outcomes = sorted((r["identities"], r["outcome"], r["rule"]) for r in map(json.loads, lines))
+    assert outcomes == [
+        (["OutreachId=1001"], "delivered", None),
+        (["OutreachId=1002"], "skipped", "render-error"),
+    ]
+    listed = invoke("failed", "list", "--connection", CONNECTION)
+    assert listed.stdout == f"OutreachId=1002\trender-error\tNone\t{reason}\n"

@@ -1029,7 +1029,315 @@ def test_missing_attribute_render_error_names_the_expression(
         "-",
         stdin=jsonl(data),
     )
+    assert result.exit_code == 1
     assert result.stdout == ""
     [reason] = [x for x in stderr_lines(result) if x.startswith("skipped line 1: ")]
     assert "input.profile.attributes.lastName" in reason
     assert "engine.templating" not in reason
+
+
+# --- render errors: not a skip by design -------------------------------------------------
+
+
+def spec_reading_last_name(folder: Path) -> str:
+    """The Outreach spec with a body that reads lastName, which a profile may not have."""
+    spec = json.loads((ROOT / "destinations" / "outreach.json").read_text(encoding="utf-8"))
+    spec["destinationServer"]["httpTemplate"]["requestBody"] = {
+        "templatingStrategy": "JINJA",
+        "value": '{"data": {"type": "prospect", "attributes": {"lastName":'
+        ' "{{ input.profile.attributes.lastName.value }}"}}}',
+    }
+    path = folder / "outreach.json"
+    path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    return str(path)
+
+
+LAST_NAME_ERROR = (
+    "/destinationServer/httpTemplate/requestBody/value: 'lastName' is missing in this profile"
+    ' (in `{"data": {"type": "prospect", "attributes": {"lastName":'
+    ' "{{ input.profile.attributes.lastName.value }}"}}}`)'
+)
+
+
+@pytest.mark.parametrize("to_file", [False, True], ids=["stderr", "skipped-file"])
+def test_render_error_is_shown_and_exits_1(tmp_path: Path, to_file: bool) -> None:
+    """The other profiles still render; the render error is on stderr even with --skipped."""
+    spec = spec_reading_last_name(tmp_path)
+    stdin = jsonl(
+        profile(["1001"], "Ada", "Lovelace", high="realized"),
+        profile(["1003"], "Alan", trial="exited"),
+        profile(None, "Nobody", high="realized"),
+    )
+    skipped = tmp_path / "skipped.jsonl"
+    extra = ["--skipped", str(skipped)] if to_file else []
+    result = render(spec, "--activation", ALL_FIELDS, "--profiles", "-", *extra, stdin=stdin)
+    assert result.exit_code == 1
+    assert [r["profiles"] for r in json_lines(result)] == [["line 1"]]
+    error = f"skipped line 2: {spec} {LAST_NAME_ERROR}"
+    not_sent = "skipped line 3: no valid OutreachId: none given"
+    assert stderr_lines(result) == [
+        error,
+        *([] if to_file else [not_sent]),
+        *summary(3, 1, "2 skipped (1 missing-identity, 1 render-error)", 1),
+    ]
+    if to_file:
+        assert [json.loads(x)["category"] for x in skipped.read_text().splitlines()] == [
+            "render-error",
+            "missing-identity",
+        ]
+
+
+# --- output files: never an input, writable before any work ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("which", "args"),
+    [
+        ("profiles", ["--profiles", "{file}"]),
+        ("activation", ["--activation", "{file}"]),
+        ("spec", ["{file}"]),
+    ],
+)
+def test_skipped_file_that_is_an_input_is_refused(
+    tmp_path: Path, which: str, args: list[str]
+) -> None:
+    sources = {
+        "profiles": EXAMPLE_PROFILES,
+        "activation": EXAMPLE_ACTIVATION,
+        "spec": Path(spec_reading_last_name(tmp_path)),  # inline templates: a spec on its own
+    }
+    file = tmp_path / sources[which].name
+    if which != "spec":
+        shutil.copy(sources[which], file)
+    before = file.read_bytes()
+    spec = [] if which == "spec" else ["outreach"]
+    args = [a.format(file=file) for a in args]
+    result = render(*spec, *args, "--skipped", str(tmp_path / ".." / tmp_path.name / file.name))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert stderr_lines(result)[-1] == (
+        f"error: --skipped {tmp_path}/../{tmp_path.name}/{file.name} is the {which} file;"
+        " choose another file"
+    )
+    assert file.read_bytes() == before
+
+
+def test_skipped_file_that_is_the_bundled_example_is_refused() -> None:
+    before = EXAMPLE_PROFILES.read_bytes()
+    result = render("outreach", "--skipped", "examples/outreach/profiles.jsonl")
+    assert result.exit_code == 2
+    assert stderr_lines(result) == [
+        *USING,
+        "error: --skipped examples/outreach/profiles.jsonl is the profiles file;"
+        " choose another file",
+    ]
+    assert EXAMPLE_PROFILES.read_bytes() == before
+
+
+def test_skipped_file_in_a_missing_folder(tmp_path: Path) -> None:
+    target = tmp_path / "nodir" / "skipped.jsonl"
+    result = render("outreach", "--skipped", str(target))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert stderr_lines(result) == [
+        *USING,
+        f"error: cannot write {target}: the folder {tmp_path / 'nodir'} does not exist",
+    ]
+
+
+def test_skipped_file_that_is_a_folder(tmp_path: Path) -> None:
+    result = render("outreach", "--skipped", str(tmp_path))
+    assert result.exit_code == 2
+    assert stderr_lines(result)[-1] == (
+        f"Error: Invalid value for '--skipped': File '{tmp_path}' is a directory."
+    )
+
+
+def test_missing_profiles_file_does_not_touch_the_skipped_file(tmp_path: Path) -> None:
+    skipped = tmp_path / "skipped.jsonl"
+    skipped.write_text("kept\n", encoding="utf-8")
+    result = render("outreach", "--profiles", "nope.jsonl", "--skipped", str(skipped))
+    assert result.exit_code == 2
+    assert stderr_lines(result) == [*USING_ACTIVATION, "error: nope.jsonl: no such file"]
+    assert skipped.read_text(encoding="utf-8") == "kept\n"
+
+
+# --- options that would have no effect are refused -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--sample", "3", "--profiles", "x.jsonl"],
+            "--profiles cannot go with --sample, which renders generated profiles instead",
+        ),
+        (["--seed", "7"], "--seed goes with --sample: it seeds the generated profiles"),
+        (["--connection", "x"], "--connection goes with --diff: render itself reads no ledger"),
+        (["--state", "x.sqlite"], "--state goes with --diff: render itself reads no ledger"),
+        (
+            ["--diff", "--format", "http"],
+            "--format does not apply to --diff, which shows changes, not requests",
+        ),
+        (
+            ["--diff", "--skipped", "s.jsonl"],
+            "--skipped does not apply to --diff, which shows changes, not requests",
+        ),
+        (
+            ["--template", "templates/outreach/prospect.json.j2", "--profiles", "x.jsonl"],
+            "--profiles does not apply to --template, which renders --target-profiles",
+        ),
+        (
+            ["--skipped", "-"],
+            "--skipped takes a file, not -: stdout carries the requests, and without"
+            " --skipped the skipped profiles go to stderr",
+        ),
+    ],
+)
+def test_option_without_effect_is_a_usage_error(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["render", "outreach", *args], prog_name="dest-engine")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Usage: dest-engine render [OPTIONS] SPEC\n"
+        "Try 'dest-engine render --help' for help.\n\n"
+        f"Error: {message}\n"
+    )
+    assert not Path("-").exists()
+
+
+def test_sample_with_seed_and_limit_still_works() -> None:
+    result = render("outreach", "--sample", "3", "--seed", "7", "--limit", "2")
+    assert result.exit_code == 0
+    assert [r["profiles"] for r in json_lines(result)] == [["sample 1"], ["sample 2"]]
+
+
+# --- render --template ---------------------------------------------------------------------
+
+PROSPECT_TEMPLATE = "templates/outreach/prospect.json.j2"
+TARGET_ADA = {
+    "identityMap": {"OutreachId": [{"id": "1001"}]},
+    "attributes": {"firstName": {"value": "Ada"}},
+    "segmentMembership": {"ups": {HIGH_VALUE: {"status": "realized"}}},
+}
+
+
+def render_template_cli(tmp_path: Path, targets: str | bytes, *extra: str) -> Result:
+    path = tmp_path / "targets.json"
+    if isinstance(targets, bytes):
+        path.write_bytes(targets)
+    else:
+        path.write_text(targets, encoding="utf-8")
+    args = ["--template", PROSPECT_TEMPLATE, "--target-profiles", str(path), *extra]
+    return render("outreach", *args)
+
+
+ADA_GROUP = """\
+--- group 1, aggregationKey null
+{
+  "data": {
+    "type": "prospect",
+    "id": 1001,
+    "attributes": {
+      "firstName": "Ada",
+      "custom7": "realized"
+    }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("bom", [False, True], ids=["utf-8", "utf-8-bom"])
+def test_template_without_activation_uses_the_bundled_example(tmp_path: Path, bom: bool) -> None:
+    targets = ("\ufeff" if bom else "") + json.dumps([TARGET_ADA])
+    result = render_template_cli(tmp_path, targets)
+    assert result.exit_code == 0
+    assert result.stdout == ADA_GROUP
+    assert stderr_lines(result) == [*USING_ACTIVATION, "1 target profile: 1 group rendered"]
+
+
+def test_template_with_activation(tmp_path: Path) -> None:
+    result = render_template_cli(tmp_path, json.dumps([TARGET_ADA]), "--activation", ALL_FIELDS)
+    assert result.exit_code == 0
+    assert result.stdout == ADA_GROUP
+    assert stderr_lines(result) == ["1 target profile: 1 group rendered"]
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        ("[{", "targets.json:1:3: invalid JSON: Expecting property name enclosed in double quotes"),
+        ('{"a": 1}', "targets.json:1:1: give a JSON array of target profiles"),
+        ("[{}, \n 1]", "targets.json:2:2: item 2: not a JSON object but a number"),
+        (
+            '[{"identityMap": 5}]',
+            "targets.json:1:2: item 1: identityMap is a number, not an object",
+        ),
+        (
+            '[{"identityMap": {"OutreachId": ["1001"]}}]',
+            'targets.json:1:2: item 1: identityMap.OutreachId is not [{"id": ...}]',
+        ),
+        (
+            '[{"segmentMembership": {"ups": {"a": "realized"}}}]',
+            'targets.json:1:2: item 1: segmentMembership.ups is not {audience id: {"status": ...}}',
+        ),
+    ],
+)
+def test_template_invalid_target_profiles(tmp_path: Path, targets: str, message: str) -> None:
+    result = render_template_cli(tmp_path, targets)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert stderr_lines(result) == [*USING_ACTIVATION, f"{tmp_path}/{message}"]
+
+
+def test_template_target_profiles_not_utf8(tmp_path: Path) -> None:
+    result = render_template_cli(tmp_path, "[]".encode("utf-16"))
+    assert result.exit_code == 2
+    assert stderr_lines(result) == [
+        *USING_ACTIVATION,
+        f"error: {tmp_path}/targets.json: not UTF-8 text (byte 0); save it as UTF-8",
+    ]
+
+
+def test_template_profile_with_no_identity_says_why(tmp_path: Path) -> None:
+    result = render_template_cli(tmp_path, "[{}]")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert stderr_lines(result) == [
+        *USING_ACTIVATION,
+        "skipped item 1: no identity, and splitUserById sends one entry per identity",
+        "1 target profile: 0 groups rendered",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (
+            '{\n  "x": {{ input.profile.identityMap }\n}\n',
+            "error: {file}:2: template syntax error: unexpected '}'",
+        ),
+        (
+            '{\n  "x": "{{ "".__class__.__mro__ }}"\n}\n',
+            "skipped item 1: {file}:2: access to attribute '__class__' of 'str' object is"
+            ' unsafe. (in `"x": "{{ "".__class__.__mro__ }}"`)',
+        ),
+        (
+            '{"x": "{{ destination.segmentAliases.nope }}"}',
+            "skipped item 1: {file}:1: 'nope' is missing in this profile"
+            ' (in `{"x": "{{ destination.segmentAliases.nope }}"}`)',
+        ),
+    ],
+    ids=["syntax", "sandbox", "undefined"],
+)
+def test_template_errors_are_one_line(tmp_path: Path, template: str, message: str) -> None:
+    file = tmp_path / "mine.json.j2"
+    file.write_text(template, encoding="utf-8")
+    targets = tmp_path / "targets.json"
+    targets.write_text(json.dumps([TARGET_ADA]), encoding="utf-8")
+    result = render("outreach", "--template", str(file), "--target-profiles", str(targets))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = stderr_lines(result)
+    assert lines[:2] == [*USING_ACTIVATION, message.replace("{file}", str(file))]
+    assert lines[2:] in ([], ["1 target profile: 0 groups rendered"])
