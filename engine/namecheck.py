@@ -97,6 +97,15 @@ class NameChecker:
             else:
                 self._expr(node.call, scope)
             self._body(node.body, inner)
+        elif isinstance(node, nodes.Include | nodes.Import | nodes.FromImport | nodes.Extends):
+            tag = {nodes.Include: "include", nodes.Extends: "extends"}.get(type(node), "import")
+            self.problems.append(
+                (
+                    node.lineno,
+                    f"{{% {tag} %}} is not available: each template is rendered on its own;"
+                    " write its content here, or a macro in this template",
+                )
+            )
         elif isinstance(node, nodes.With):
             inner = dict(scope)
             for target, value in zip(node.targets, node.values, strict=True):

@@ -34,7 +34,8 @@ from jinja2 import (
     nodes,
 )
 from jinja2.environment import Template
-from jinja2.runtime import LoopContext, Undefined, new_context
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context, LoopContext, Undefined, new_context
 from jinja2.sandbox import SandboxedEnvironment
 
 if TYPE_CHECKING:
@@ -71,8 +72,38 @@ class Map(dict[str, Any]):
         return map(Entry._make, self.items())
 
 
+MAX_REPEAT = 1_000_000  # characters or items a `*` may make
+MAX_POWER_BITS = 10_000  # bits of an integer a `**` may make
+
+
+def _repeatable(items: Any, times: Any) -> bool:
+    return isinstance(items, str | list | tuple) and isinstance(times, int)
+
+
+def _power_bits(base: Any, exponent: Any) -> int:
+    """About how many bits `base ** exponent` has, for integers (0 otherwise)."""
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
+        return exponent * abs(base).bit_length() if abs(base) > 1 else 0
+    return 0
+
+
 class TemplateEnvironment(SandboxedEnvironment):
-    """Sandboxed Jinja where `a.b` on a dict reads the key `b` (data before methods)."""
+    """Sandboxed Jinja where `a.b` on a dict reads the key `b` (data before methods),
+    and where `*` and `**` cannot build values big enough to stall a run."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for items, times in ((left, right), (right, left)):
+                size = len(items) * times if _repeatable(items, times) else 0
+                if size > MAX_REPEAT:
+                    raise SecurityError(
+                        f"`*` would make {size:,} characters or items (at most {MAX_REPEAT:,})"
+                    )
+        elif operator == "**" and _power_bits(left, right) > MAX_POWER_BITS:
+            raise SecurityError(f"`**` would make an integer of over {MAX_POWER_BITS:,} bits")
+        return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is Map:  # the common case, first

@@ -962,6 +962,34 @@ def test_render_template_errors_are_render_errors(template: str, message: str) -
 
 
 @pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (
+            "{{ 'ab' * 500001 }}",
+            "<template>:1: `*` would make 1,000,002 characters or items (at most 1,000,000)",
+        ),
+        (
+            "{{ 3000000 * [0] }}",
+            "<template>:1: `*` would make 3,000,000 characters or items (at most 1,000,000)",
+        ),
+        ("{{ 2 ** 100000 }}", "<template>:1: `**` would make an integer of over 10,000 bits"),
+    ],
+)
+def test_templates_cannot_build_huge_values(template: str, message: str) -> None:
+    with pytest.raises(RenderError) as raised:
+        render_template(template, [{"identityMap": {}}], spec=SINGLE)
+    assert str(raised.value) == f"{message} (in `{template}`)"
+
+
+def test_templates_can_still_multiply() -> None:
+    template = (
+        "{{ ('ab' * 500000) | length }} {{ [0] * 3 }} {{ 2 ** 64 }} {{ 1.5 * 4 }} {{ 3 * 'x' }}"
+    )
+    output = only_output(template, [{"identityMap": {}}], TEXT)
+    assert output == "1000000 [0, 0, 0] 18446744073709551616 6.0 xxx"
+
+
+@pytest.mark.parametrize(
     ("profiles", "message"),
     [
         ({"identityMap": {}}, "give a list of target profiles, not an object"),

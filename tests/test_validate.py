@@ -429,6 +429,24 @@ def _unbalanced_braces(spec: Spec) -> None:
 
 
 @case(
+    "template-includes-another",
+    [
+        "templates/outreach/prospect.json.j2:2: {% include %} is not available: each template is"
+        " rendered on its own; write its content here, or a macro in this template",
+        "templates/outreach/prospect.json.j2:2: {% import %} is not available: each template is"
+        " rendered on its own; write its content here, or a macro in this template",
+        summary(2, 0),
+    ],
+    templates=body_with(
+        '{\n  "data": {\n',
+        '{\n{% include "attributes.j2" %}{% from "ids.j2" import oid %}\n  "data": {\n',
+    ),
+)
+def _include(spec: Spec) -> None:
+    pass
+
+
+@case(
     "inline-template-syntax-error",
     [
         "destinations/outreach.json:208:18: /destinationServer/urlBasedDestination/url/value: template syntax error: unexpected '}'",
