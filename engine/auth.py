@@ -9,6 +9,7 @@ one refresh at a time, and persists a rotated refresh token before using it.
 from __future__ import annotations
 
 import http.server
+import re
 import secrets
 import threading
 import time
@@ -18,13 +19,20 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from engine.credentials import CredentialError, Credentials, CredentialStore
+from engine.credentials import (
+    CLIENT_ID_ENV,
+    CLIENT_SECRET_ENV,
+    CredentialError,
+    Credentials,
+    CredentialStore,
+)
 from engine.endpoints import Endpoints
 from engine.ratelimit import first_int
 from engine.spec import Spec
 
 REFRESH_MARGIN = 300  # seconds before expiry when a token is refreshed
 MIN_MINT_INTERVAL = 60  # Outreach may answer 429 to more than one mint a minute
+ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # an OAuth `error` worth showing
 
 
 class AuthError(Exception):
@@ -37,6 +45,10 @@ class MintTooSoon(AuthError):
     def __init__(self, message: str, wait: int) -> None:
         super().__init__(message)
         self.wait = wait
+
+
+class ClientRefused(AuthError):
+    """The token endpoint refused the OAuth app's client id or secret: logging in cannot help."""
 
 
 def login_hint(spec: Spec, connection: str) -> str:
@@ -116,15 +128,24 @@ class OAuthClient:
             ) from None
         try:
             body = response.json()
-        except ValueError:
-            body = {}
+        except (ValueError, RecursionError):
+            body = None
         if response.status_code == 429:
             wait = first_int(response.headers.get("Retry-After")) or MIN_MINT_INTERVAL
             raise MintTooSoon(f"the token endpoint asks to wait {wait} s (HTTP 429)", wait)
-        if response.status_code != 200 or not isinstance(body, dict):
-            error = body.get("error") if isinstance(body, dict) else None
-            detail = f"HTTP {response.status_code}" + (f" {error}" if error else "")
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, str) or not ERROR_CODE.fullmatch(error):
+            error = None
+        detail = f"HTTP {response.status_code}" + (f" {error}" if error else "")
+        if error == "invalid_client" or (response.status_code == 401 and error != "invalid_grant"):
+            raise ClientRefused(
+                f"the OAuth app's client id or secret is wrong (the token endpoint answered"
+                f" {detail}); check {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV}"
+            )
+        if response.status_code != 200:
             raise AuthError(f"the token endpoint refused ({detail})")
+        if not isinstance(body, dict):
+            raise AuthError(f"the token endpoint answered {detail} without a JSON object")
         return body
 
 
@@ -194,16 +215,18 @@ class TokenManager:
                 self.sleep(min(exc.wait, MIN_MINT_INTERVAL + 5))
                 tokens = self.oauth.refresh(c.refresh_token)
             updated = c.with_tokens(tokens, self.oauth.paths, self.clock())
+            self.store.save(updated)  # persisted before use: the old refresh token is dead now
+        except ClientRefused as exc:
+            raise AuthError(f"refreshing the access token failed: {exc}") from None
         except (AuthError, CredentialError) as exc:
             raise AuthError(f"refreshing the access token failed: {exc}; {hint}") from None
-        self.store.save(updated)  # persisted before use: the old refresh token is dead now
         self.credentials = updated
         self.refreshes += 1
 
 
 def load_credentials(spec: Spec, connection: str, store: CredentialStore) -> Credentials:
     """The stored credentials of a connection, or an error saying how to log in."""
-    credentials = store.load(connection)
+    credentials = store.load(connection, spec.destination)
     if credentials is None:
         raise AuthError(
             f"connection {connection!r} has no credentials; log in first:"
@@ -249,6 +272,9 @@ class _CallbackServer(http.server.HTTPServer):
     result: dict[str, str] | None = None
     state: str = ""
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # a broken browser request: keep waiting for a good one, print no traceback
+
 
 def login(
     spec: Spec,
@@ -261,7 +287,13 @@ def login(
     clock: Callable[[], float] = time.time,
 ) -> Credentials:
     """Run the authorization code flow with a callback listener on 127.0.0.1, then store tokens."""
-    server = _CallbackServer(("127.0.0.1", port), _Callback)
+    try:
+        server = _CallbackServer(("127.0.0.1", port), _Callback)
+    except OSError as exc:
+        raise AuthError(
+            f"cannot listen on 127.0.0.1:{port} for the login's answer"
+            f" ({exc.strerror or type(exc).__name__}); choose another with --port"
+        ) from None
     server.state = secrets.token_urlsafe(24)
     server.timeout = timeout
     redirect_uri = f"http://127.0.0.1:{server.server_address[1]}/callback"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -20,10 +19,13 @@ from engine.auth import (
     token_paths,
 )
 from engine.cli_common import EXIT_USAGE, endpoint_option, endpoints_or_exit, fail, spec_or_exit
-from engine.credentials import CredentialError, Credentials, CredentialStore
-
-CLIENT_ID_ENV = "DEST_ENGINE_CLIENT_ID"
-CLIENT_SECRET_ENV = "DEST_ENGINE_CLIENT_SECRET"
+from engine.credentials import (
+    CLIENT_ID_ENV,
+    CLIENT_SECRET_ENV,
+    CredentialError,
+    Credentials,
+    CredentialStore,
+)
 
 
 def client_credentials(stored: Credentials | None = None, prompt: bool = True) -> tuple[str, str]:
@@ -34,6 +36,16 @@ def client_credentials(stored: Credentials | None = None, prompt: bool = True) -
         client_id = client_id or click.prompt("OAuth client id", err=True)
         secret = secret or click.prompt("OAuth client secret", hide_input=True, err=True)
     return client_id or "", secret or ""
+
+
+def store_for(connection: str) -> CredentialStore:
+    """The credential store, once `connection` is a valid name (else exit 2)."""
+    store = CredentialStore()
+    try:
+        store.path(connection)
+    except CredentialError as exc:
+        fail(str(exc), EXIT_USAGE)
+    return store
 
 
 @click.group()
@@ -61,7 +73,11 @@ def auth() -> None:
     " http://127.0.0.1:PORT/callback); 0 picks a free one.",
 )
 @click.option(
-    "--timeout", type=float, default=300, show_default=True, help="Seconds to wait for the browser."
+    "--timeout",
+    type=click.IntRange(1, 86400),
+    default=300,
+    show_default=True,
+    help="Seconds to wait for the browser.",
 )
 @endpoint_option
 def auth_login(
@@ -69,7 +85,7 @@ def auth_login(
     connection: str,
     no_browser: bool,
     port: int,
-    timeout: float,
+    timeout: int,
     overrides: tuple[str, ...],
 ) -> None:
     """Log in through the browser (OAuth 2 authorization code) and store the tokens."""
@@ -79,6 +95,7 @@ def auth_login(
             f"{spec.destination} does not use OAuth 2: use `dest-engine auth import`"
         )
     endpoints = endpoints_or_exit(overrides)
+    store = store_for(connection)
     client_id, secret = client_credentials()
 
     def open_url(url: str) -> None:
@@ -89,7 +106,6 @@ def auth_login(
         else:
             click.echo("Waiting for the login in your browser...", err=True)
 
-    store = CredentialStore()
     with httpx.Client(timeout=30) as http:
         oauth = OAuthClient(spec, client_id, secret, http, endpoints)
         try:
@@ -113,14 +129,22 @@ def auth_import(spec_ref: str, connection: str) -> None:
     expires_in, scope); BASIC takes {"username": ..., "password": ...}.
     """
     spec = spec_or_exit(spec_ref)
-    text = sys.stdin.read()
+    config = auth_config(spec)
+    if config["authType"] == "NONE":
+        fail(f"{spec.destination} needs no credentials; there is nothing to import", EXIT_USAGE)
+    store = store_for(connection)
     try:
-        tokens = json.loads(text)
+        tokens = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    except OSError as exc:
+        fail(f"stdin cannot be read ({exc.strerror or type(exc).__name__})", EXIT_USAGE)
+    except UnicodeDecodeError:
+        fail("stdin is not UTF-8 text", EXIT_USAGE)
     except json.JSONDecodeError as exc:
         fail(f"stdin is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", EXIT_USAGE)
+    except (ValueError, RecursionError):
+        fail("stdin is JSON too deeply nested or with too long a number", EXIT_USAGE)
     if not isinstance(tokens, dict):
         fail("stdin must hold a JSON object", EXIT_USAGE)
-    config = auth_config(spec)
     client_id, secret = client_credentials(prompt=False)
     base = Credentials(
         connection,
@@ -131,20 +155,15 @@ def auth_import(spec_ref: str, connection: str) -> None:
     )
     try:
         if config["authType"] == "BASIC":
-            if not isinstance(tokens.get("username"), str):
-                raise CredentialError('BASIC needs {"username": ..., "password": ...}')
-            credentials = dataclasses.replace(
-                base,
-                username=tokens["username"],
-                password=tokens.get("password"),
-                obtained_at=time.time(),
-            )
+            credentials = base.with_password(tokens, time.time(), "stdin")
         else:
-            credentials = base.with_tokens(tokens, token_paths(config), time.time())
-        store = CredentialStore()
-        store.save(credentials)
+            credentials = base.with_tokens(tokens, token_paths(config), time.time(), "stdin")
     except CredentialError as exc:
         fail(str(exc), EXIT_USAGE)
+    try:
+        store.save(credentials)
+    except CredentialError as exc:
+        fail(str(exc))
     click.echo(f"imported credentials for {connection!r} ({spec.destination})", err=True)
     _print_status(credentials, "text")
 
@@ -156,8 +175,9 @@ def auth_import(spec_ref: str, connection: str) -> None:
 )
 def auth_status(connection: str, fmt: str) -> None:
     """Show a connection's destination, scopes and token expiry (never the tokens)."""
+    store = store_for(connection)
     try:
-        credentials = CredentialStore().load(connection)
+        credentials = store.load(connection)
     except CredentialError as exc:
         fail(str(exc))
     if credentials is None:
@@ -172,8 +192,9 @@ def auth_status(connection: str, fmt: str) -> None:
 @click.option("--connection", required=True, help="Name of the connection.")
 def auth_logout(connection: str) -> None:
     """Forget a connection's credentials."""
+    store = store_for(connection)
     try:
-        removed = CredentialStore().delete(connection)
+        removed = store.delete(connection)
     except CredentialError as exc:
         fail(str(exc))
     click.echo(

@@ -2,7 +2,10 @@
 
 Files live in `$DEST_ENGINE_CONFIG_DIR/connections/` (default: the user's
 config directory). Writes are atomic and synced before they count, so a
-rotated refresh token survives a crash right after it was issued.
+rotated refresh token survives a crash right after it was issued. Tokens are
+checked when they arrive and when a file is read: one that could break an
+HTTP header (a line break, white space, a non-ASCII character) is refused
+with its field named, never shown.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,11 @@ from typing import Any
 import platformdirs
 
 CONFIG_ENV = "DEST_ENGINE_CONFIG_DIR"
+CLIENT_ID_ENV = "DEST_ENGINE_CLIENT_ID"
+CLIENT_SECRET_ENV = "DEST_ENGINE_CLIENT_SECRET"
 CONNECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_EXPIRES_IN = 10 * 365 * 24 * 3600  # seconds: a token lifetime beyond ten years is a mistake
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 class CredentialError(Exception):
@@ -44,23 +52,58 @@ class Credentials:
     username: str | None = None
     password: str | None = None
 
-    def with_tokens(self, tokens: dict[str, Any], paths: dict[str, str], now: float) -> Credentials:
-        """These credentials updated from a token endpoint response."""
-        access = tokens.get(paths.get("access", "access_token"))
-        if not isinstance(access, str) or not access:
-            raise CredentialError("the token response has no access token")
-        refresh = tokens.get(paths.get("refresh", "refresh_token")) or self.refresh_token
-        expires_in = tokens.get(paths.get("expires", "expires_in"))
+    def with_tokens(
+        self,
+        tokens: dict[str, Any],
+        paths: dict[str, str],
+        now: float,
+        source: str = "the token response",
+    ) -> Credentials:
+        """These credentials updated from a token set; CredentialError if it is unusable.
+
+        A refused token is never shown: the message names the field, `source` and the problem.
+        """
+        access_name = paths.get("access", "access_token")
+        refresh_name = paths.get("refresh", "refresh_token")
+        expires_name = paths.get("expires", "expires_in")
+        access = tokens.get(access_name)
+        if access is None or access == "":
+            raise CredentialError(f"{source} has no {access_name}")
+        checks = [
+            (access_name, _token, access),
+            (refresh_name, _optional(_token), tokens.get(refresh_name)),
+            ("token_type", _optional(_token), tokens.get("token_type")),
+            (expires_name, _optional(_lifetime), tokens.get(expires_name)),
+            ("scope", _optional(_scope_string), tokens.get("scope")),
+        ]
+        for name, check, value in checks:
+            if problem := check(value):
+                raise CredentialError(f"{name} in {source} {problem}")
+        expires_in = tokens.get(expires_name)
         scope = tokens.get("scope")
         return replace(
             self,
             access_token=access,
-            refresh_token=refresh,
-            token_type=str(tokens.get("token_type") or "Bearer"),
-            expires_at=now + float(expires_in) if isinstance(expires_in, int | float) else None,
-            scope=scope.split() if isinstance(scope, str) else self.scope,
+            refresh_token=tokens.get(refresh_name) or self.refresh_token,
+            token_type=tokens.get("token_type") or "Bearer",
+            expires_at=None if expires_in is None else now + expires_in,
+            scope=self.scope if scope is None else scope.split(),
             obtained_at=now,
         )
+
+    def with_password(self, login: dict[str, Any], now: float, source: str) -> Credentials:
+        """These credentials with BASIC's `username` and `password`; CredentialError if unusable."""
+        username, password = login.get("username"), login.get("password")
+        if username is None:
+            raise CredentialError(
+                f'{source} has no username (BASIC takes {{"username": ..., "password": ...}})'
+            )
+        for name, value in (("username", username), ("password", password)):
+            if problem := _optional(_text)(value):
+                raise CredentialError(f"{name} in {source} {problem}")
+        if ":" in username:
+            raise CredentialError(f"username in {source} contains ':', which BASIC does not allow")
+        return replace(self, username=username, password=password, obtained_at=now)
 
     def summary(self, now: float | None = None) -> dict[str, Any]:
         """Everything about the connection except secrets."""
@@ -80,6 +123,122 @@ class Credentials:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+# --- what a field may hold: each check returns the problem, never the value -------------
+
+Check = Callable[[Any], str | None]
+TOKEN_CHARACTERS = re.compile(r"[^!-~]")  # a token: printable ASCII without spaces
+SCOPE_CHARACTERS = re.compile(r"[^ -~]")  # scopes: printable ASCII, separated by spaces
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as a message may show it: a number, boolean or null as is, else its type."""
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    text = json.dumps(value)
+    return text if len(text) <= 20 else text[:17] + "..."
+
+
+def _bad_character(value: str, refused: re.Pattern[str]) -> str | None:
+    """The first refused character of `value`, described by kind and position."""
+    match = refused.search(value)
+    if match is None:
+        return None
+    char = match.group()
+    if char in "\r\n":
+        what = "a line break"
+    elif CONTROL_CHARACTERS.match(char):
+        what = "a control character"
+    elif char.isspace():
+        what = "white space"
+    else:
+        what = "a non-ASCII character"
+    return f"contains {what} at character {match.start() + 1}"
+
+
+def _optional(check: Check) -> Check:
+    return lambda value: None if value is None else check(value)
+
+
+def _string(value: Any) -> str | None:
+    return None if isinstance(value, str) else f"must be a string, not {_shown(value)}"
+
+
+def _token(value: Any) -> str | None:
+    problem = _bad_character(value, TOKEN_CHARACTERS) if isinstance(value, str) else None
+    return _string(value) or (problem and f"{problem} (a token is printable ASCII without spaces)")
+
+
+def _text(value: Any) -> str | None:
+    problem = _bad_character(value, CONTROL_CHARACTERS) if isinstance(value, str) else None
+    return _string(value) or (problem and f"{problem} (control characters are not allowed)")
+
+
+def _number(value: Any, low: float, high: float, what: str) -> str | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high:
+        return None
+    return f"must be {what}, not {_shown(value)}"
+
+
+def _lifetime(value: Any) -> str | None:
+    return _number(
+        value, 1, MAX_EXPIRES_IN, f"a number of seconds from 1 to {MAX_EXPIRES_IN} (10 years)"
+    )
+
+
+def _timestamp(value: Any) -> str | None:
+    return _number(value, 0, MAX_TIMESTAMP, "a time in epoch seconds")
+
+
+def _scope_string(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string of scopes separated by spaces, not {_shown(value)}"
+    problem = _bad_character(value, SCOPE_CHARACTERS)
+    return problem and f"{problem} (scopes are printable ASCII separated by spaces)"
+
+
+def _scope_list(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return f"must be a list of scopes, not {_shown(value)}"
+    return next(filter(None, map(_token, value)), None)
+
+
+STORED_FIELDS: dict[str, Check] = {
+    "destination": _string,
+    "auth_type": _string,
+    "access_token": _optional(_token),
+    "refresh_token": _optional(_token),
+    "token_type": _token,
+    "expires_at": _optional(_timestamp),
+    "scope": _scope_list,
+    "obtained_at": _timestamp,
+    "client_id": _optional(_string),
+    "client_secret": _optional(_string),
+    "username": _optional(_text),
+    "password": _optional(_text),
+}
+
+
+def _stored(data: Any, connection: str) -> Credentials | str:
+    """The credentials a file holds, or what is wrong with it."""
+    if not isinstance(data, dict):
+        return f"holds {_shown(data)}, not a JSON object"
+    try:
+        credentials = Credentials(**data)
+    except TypeError:
+        return "lacks fields dest-engine needs, or has fields it does not know"
+    if credentials.connection != connection:
+        return "holds another connection"
+    for name, check in STORED_FIELDS.items():
+        if problem := check(getattr(credentials, name)):
+            return f"is damaged: {name} {problem}"
+    return credentials
 
 
 def config_dir() -> Path:
@@ -102,22 +261,41 @@ class CredentialStore:
             )
         return self.directory / f"{connection}.json"
 
-    def load(self, connection: str) -> Credentials | None:
+    def load(self, connection: str, spec: str = "SPEC") -> Credentials | None:
+        """The connection's credentials, None if it has none, CredentialError if unusable.
+
+        `spec` completes the login command the error suggests.
+        """
         path = self.path(connection)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return Credentials(**data)
+            found = _stored(json.loads(path.read_text(encoding="utf-8")), connection)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError) as exc:
-            raise CredentialError(
-                f"the credentials of connection {connection!r} ({path}) cannot be read"
-                f" ({type(exc).__name__}); run `dest-engine auth login` again"
-            ) from None
+        except OSError as exc:
+            found = f"cannot be read ({exc.strerror or type(exc).__name__})"
+        except (ValueError, RecursionError):
+            found = "is not a JSON credentials file"
+        if isinstance(found, Credentials):
+            return found
+        raise CredentialError(
+            f"the credentials file {path} of connection {connection!r} {found};"
+            f" log in again (`dest-engine auth login {spec} --connection {connection}`)"
+            f" or forget them (`dest-engine auth logout --connection {connection}`)"
+        )
 
     def save(self, credentials: Credentials) -> None:
         """Write atomically with mode 0600; return only once the data is on disk."""
         path = self.path(credentials.connection)
+        try:
+            self._write(path, credentials)
+        except OSError as exc:
+            raise CredentialError(
+                f"the credentials of connection {credentials.connection!r} cannot be saved in"
+                f" {self.directory} ({exc.strerror or type(exc).__name__}); make that folder"
+                f" writable, or choose another with {CONFIG_ENV}"
+            ) from None
+
+    def _write(self, path: Path, credentials: Credentials) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
         try:
@@ -137,8 +315,15 @@ class CredentialStore:
             os.close(dir_fd)
 
     def delete(self, connection: str) -> bool:
+        """Forget the connection's credentials; False if it had none."""
         path = self.path(connection)
-        if not path.exists():
+        try:
+            path.unlink()
+        except FileNotFoundError:
             return False
-        path.unlink()
+        except OSError as exc:
+            raise CredentialError(
+                f"the credentials file {path} of connection {connection!r} cannot be removed"
+                f" ({exc.strerror or type(exc).__name__}); remove it by hand"
+            ) from None
         return True

@@ -8,6 +8,7 @@ dest-engine's callback listener on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import socket
 import stat
 import threading
 import time
@@ -20,9 +21,9 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from engine.auth import AuthError, OAuthClient, login
+from engine.auth import AuthError, OAuthClient, TokenManager, login
 from engine.cli import main
-from engine.credentials import CredentialStore
+from engine.credentials import Credentials, CredentialStore
 from engine.endpoints import Endpoints
 from engine.spec import load_spec
 
@@ -59,7 +60,7 @@ def fake() -> Iterator[FakeOutreach]:
     assert server.errors == []
 
 
-def invoke(*args: str, stdin: str | None = None) -> Result:
+def invoke(*args: str, stdin: str | bytes | None = None) -> Result:
     result = CliRunner().invoke(main, list(args), input=stdin, prog_name="dest-engine")
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -319,10 +320,17 @@ def test_status_shows_an_expired_token(fake: FakeOutreach) -> None:
         ),
         ("", "stdin is not JSON (Expecting value at line 1, column 1)"),
         ('["a", "b"]', "stdin must hold a JSON object"),
-        ('{"refresh_token": "r"}', "the token response has no access token"),
+        ('{"refresh_token": "r"}', "stdin has no access_token"),
+        ('{"access_token": ""}', "stdin has no access_token"),
+        (b'{"access_token": "\xff"}', "stdin is not UTF-8 text"),
+        ("[" * 100_000, "stdin is JSON too deeply nested or with too long a number"),
+        (
+            '{"expires_in": 1' + "0" * 5000 + "}",
+            "stdin is JSON too deeply nested or with too long a number",
+        ),
     ],
 )
-def test_import_invalid_input_exits_2(env: Path, stdin: str, message: str) -> None:
+def test_import_invalid_input_exits_2(env: Path, stdin: str | bytes, message: str) -> None:
     result = invoke("auth", "import", "outreach", "--connection", "ops", stdin=stdin)
 
     assert result.exit_code == 2
@@ -342,6 +350,312 @@ def test_invalid_connection_name(env: Path) -> None:
         " (64 at most), starting with a letter or digit\n"
     )
     assert not (env.parent / "etc.json").exists()
+
+
+# --- token sets that cannot be used: refused before they are stored -------------------------
+
+TOKEN_RULE = "(a token is printable ASCII without spaces)"
+LIFETIME = "must be a number of seconds from 1 to 315360000 (10 years)"
+GOOD_SET = (
+    '{"access_token": "acc-Tk7f", "refresh_token": "ref-Tk7f", "token_type": "bearer",'
+    ' "expires_in": 7200, "scope": "prospects.read prospects.write"'
+)
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        (
+            '"access_token": "acc-Tk7f\\nX-Other: 1"',
+            f"contains a line break at character 9 {TOKEN_RULE}",
+        ),
+        ('"access_token": "acc-Tk7f "', f"contains white space at character 9 {TOKEN_RULE}"),
+        (
+            '"access_token": "acc-Tk7f\\t"',
+            f"contains a control character at character 9 {TOKEN_RULE}",
+        ),
+        (
+            '"access_token": "acc-Tk7f\\u00e9"',
+            f"contains a non-ASCII character at character 9 {TOKEN_RULE}",
+        ),
+        ('"access_token": 42', "must be a string, not 42"),
+        ('"refresh_token": "ref-Tk7f\\r"', f"contains a line break at character 9 {TOKEN_RULE}"),
+        ('"refresh_token": {"a": 1}', "must be a string, not an object"),
+        ('"token_type": "bearer\\n"', f"contains a line break at character 7 {TOKEN_RULE}"),
+        ('"token_type": true', "must be a string, not true"),
+        (
+            '"scope": ["prospects.read"]',
+            "must be a string of scopes separated by spaces, not a list",
+        ),
+        (
+            '"scope": "prospects.read\\nprospects.write"',
+            "contains a line break at character 15 (scopes are printable ASCII separated by spaces)",
+        ),
+        ('"expires_in": 1e400', f"{LIFETIME}, not Infinity"),
+        ('"expires_in": NaN', f"{LIFETIME}, not NaN"),
+        ('"expires_in": -5', f"{LIFETIME}, not -5"),
+        ('"expires_in": 0', f"{LIFETIME}, not 0"),
+        ('"expires_in": 315360001', f"{LIFETIME}, not 315360001"),
+        ('"expires_in": 1' + "0" * 40, f"{LIFETIME}, not 10000000000000000..."),
+        ('"expires_in": "7200"', f"{LIFETIME}, not a string"),
+        ('"expires_in": true', f"{LIFETIME}, not true"),
+        ('"expires_in": [7200]', f"{LIFETIME}, not a list"),
+    ],
+)
+def test_import_refuses_a_token_set_unfit_for_requests(env: Path, field: str, message: str) -> None:
+    """The field is named, the token never shown; the stored token set stays as it was."""
+    assert (
+        invoke("auth", "import", "outreach", "--connection", "ops", stdin=GOOD_SET + "}").exit_code
+        == 0
+    )
+    path = env / "connections" / "ops.json"
+    before = path.read_bytes()
+
+    result = invoke(
+        "auth", "import", "outreach", "--connection", "ops", stdin=f"{GOOD_SET}, {field}}}"
+    )
+
+    name = field.split('"')[1]
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: {name} in stdin {message}\n"
+    assert "Tk7f" not in result.stderr
+    assert path.read_bytes() == before
+
+
+def test_import_accepts_a_fractional_lifetime_and_none_at_all(env: Path) -> None:
+    path = env / "connections" / "ops.json"
+    for lifetime, expected in (("7199.5", 7199.5), ("315360000", 315360000), ("null", None)):
+        result = invoke(
+            "auth", "import", "outreach", "--connection", "ops",
+            stdin=f'{GOOD_SET}, "expires_in": {lifetime}}}',
+        )  # fmt: skip
+
+        assert result.exit_code == 0, result.stderr
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        expires_in = (
+            None if stored["expires_at"] is None else stored["expires_at"] - stored["obtained_at"]
+        )
+        assert expires_in == expected
+
+
+def scaffold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, auth_type: str, header: str) -> None:
+    """A new destination `demo` in tmp_path whose spec uses `auth_type` and sends `header`."""
+    monkeypatch.chdir(tmp_path)
+    assert invoke("new", "demo").exit_code == 0
+    path = tmp_path / "destinations" / "demo.json"
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    spec["customerAuthenticationConfigurations"] = [{"authType": auth_type}]
+    spec["destinationServer"]["httpTemplate"]["headers"][0]["value"]["value"] = header
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    assert invoke("validate", "demo").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        (
+            '{"password": "pw"}',
+            'stdin has no username (BASIC takes {"username": ..., "password": ...})',
+        ),
+        ('{"username": 7, "password": "pw"}', "username in stdin must be a string, not 7"),
+        (
+            '{"username": "a:b", "password": "pw"}',
+            "username in stdin contains ':', which BASIC does not allow",
+        ),
+        (
+            '{"username": "ada", "password": "pw\\nX"}',
+            "password in stdin contains a line break at character 3 (control characters are not allowed)",
+        ),
+        ('{"username": "ada", "password": false}', "password in stdin must be a string, not false"),
+    ],
+)
+def test_import_basic_refuses_unusable_logins(
+    tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch, stdin: str, message: str
+) -> None:
+    scaffold(tmp_path, monkeypatch, "BASIC", "{{ authData.username }} {{ authData.password }}")
+
+    result = invoke("auth", "import", "demo", "--connection", "ops", stdin=stdin)
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: {message}\n"
+    assert not (env / "connections" / "ops.json").exists()
+
+
+def test_import_basic_stores_the_login(
+    tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scaffold(tmp_path, monkeypatch, "BASIC", "{{ authData.username }} {{ authData.password }}")
+
+    result = invoke(
+        "auth",
+        "import",
+        "demo",
+        "--connection",
+        "ops",
+        stdin='{"username": "ada", "password": "p w"}',
+    )
+
+    assert result.exit_code == 0, result.stderr
+    stored = json.loads((env / "connections" / "ops.json").read_text(encoding="utf-8"))
+    assert (stored["auth_type"], stored["username"], stored["password"]) == ("BASIC", "ada", "p w")
+    assert "p w" not in result.stdout + result.stderr
+
+
+def test_import_for_a_destination_without_credentials_exits_2(
+    tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scaffold(tmp_path, monkeypatch, "NONE", "no credentials")
+
+    result = invoke("auth", "import", "demo", "--connection", "ops", stdin='{"access_token": "a"}')
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == "error: demo needs no credentials; there is nothing to import\n"
+    assert not (env / "connections").exists()
+
+
+def test_import_into_a_config_folder_that_cannot_be_written_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config-file"
+    config.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("DEST_ENGINE_CONFIG_DIR", str(config))
+
+    result = invoke("auth", "import", "outreach", "--connection", "ops", stdin=GOOD_SET + "}")
+
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"error: the credentials of connection 'ops' cannot be saved in {config}/connections"
+        " (Not a directory); make that folder writable, or choose another with"
+        " DEST_ENGINE_CONFIG_DIR\n"
+    )
+    assert config.read_text(encoding="utf-8") == "not a folder"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["auth", "status", "--connection", "../etc"],
+        ["auth", "logout", "--connection", "../etc"],
+        ["auth", "login", "outreach", "--connection", "../etc", "--no-browser"],
+    ],
+)
+def test_invalid_connection_name_exits_2_before_anything_happens(
+    env: Path, args: list[str]
+) -> None:
+    result = invoke(*args)
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: connection name '../etc' must be letters, digits, '.', '_' or '-'"
+        " (64 at most), starting with a letter or digit\n"
+    )
+
+
+# --- credential files that cannot be used ------------------------------------------------------
+
+GOOD_FILE = {
+    "connection": "ops",
+    "destination": "outreach",
+    "auth_type": "OAUTH2",
+    "access_token": "acc-Tk7f",
+    "refresh_token": "ref-Tk7f",
+    "expires_at": 4_000_000_000,
+    "scope": ["prospects.read"],
+    "obtained_at": 1_700_000_000,
+}
+
+
+def damaged(**fields: Any) -> str:
+    return json.dumps({**GOOD_FILE, **fields})
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "is not a JSON credentials file"),
+        ("\udcff", "is not a JSON credentials file"),
+        ("[1, 2]", "holds a list, not a JSON object"),
+        ('{"connection": "ops"}', "lacks fields dest-engine needs, or has fields it does not know"),
+        (damaged(colour="blue"), "lacks fields dest-engine needs, or has fields it does not know"),
+        (damaged(connection="sales"), "holds another connection"),
+        (
+            damaged(access_token="acc-Tk7f\nX"),
+            f"is damaged: access_token contains a line break at character 9 {TOKEN_RULE}",
+        ),
+        (damaged(refresh_token=5), "is damaged: refresh_token must be a string, not 5"),
+        (
+            damaged(expires_at=float("inf")),
+            "is damaged: expires_at must be a time in epoch seconds, not Infinity",
+        ),
+        (
+            damaged(obtained_at="2024"),
+            "is damaged: obtained_at must be a time in epoch seconds, not a string",
+        ),
+        (
+            damaged(expires_at=1e300),
+            "is damaged: expires_at must be a time in epoch seconds, not 1e+300",
+        ),
+        (
+            damaged(scope="prospects.read"),
+            "is damaged: scope must be a list of scopes, not a string",
+        ),
+        (
+            damaged(scope=["a\tb"]),
+            f"is damaged: scope contains a control character at character 2 {TOKEN_RULE}",
+        ),
+        (damaged(auth_type=None), "is damaged: auth_type must be a string, not null"),
+        (damaged(password=["x"]), "is damaged: password must be a string, not a list"),
+    ],
+)
+def test_a_damaged_credential_file_is_named_with_the_way_out(
+    fake: FakeOutreach, env: Path, content: str, problem: str
+) -> None:
+    """status and push say which file and what to run; logout still forgets it."""
+    path = env / "connections" / "ops.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
+    way_out = (
+        "log in again (`dest-engine auth login {spec} --connection ops`)"
+        " or forget them (`dest-engine auth logout --connection ops`)"
+    )
+
+    status = invoke("auth", "status", "--connection", "ops")
+    push = invoke(
+        "push", "outreach", "--activation", str(EXAMPLE_ACTIVATION),
+        "--profiles", str(EXAMPLE_PROFILES), "--connection", "ops", *override(fake),
+    )  # fmt: skip
+
+    message = f"error: the credentials file {path} of connection 'ops' {problem}; {way_out}\n"
+    assert (status.exit_code, status.stdout) == (1, "")
+    assert status.stderr == message.format(spec="SPEC")
+    assert (push.exit_code, push.stdout) == (1, "")
+    assert push.stderr == message.format(spec="outreach")
+    assert fake.requests == []
+    assert "Tk7f" not in status.stderr + push.stderr
+    logout = invoke("auth", "logout", "--connection", "ops")
+    assert (logout.exit_code, logout.stderr) == (0, "logged out of 'ops'\n")
+    assert not path.exists()
+
+
+def test_a_credential_path_that_is_a_folder_cannot_be_read_or_removed(env: Path) -> None:
+    path = env / "connections" / "ops.json"
+    (path / "inside").mkdir(parents=True)
+
+    status = invoke("auth", "status", "--connection", "ops")
+    logout = invoke("auth", "logout", "--connection", "ops")
+
+    assert (status.exit_code, status.stdout) == (1, "")
+    assert status.stderr == (
+        f"error: the credentials file {path} of connection 'ops' cannot be read (Is a directory);"
+        " log in again (`dest-engine auth login SPEC --connection ops`)"
+        " or forget them (`dest-engine auth logout --connection ops`)\n"
+    )
+    assert (logout.exit_code, logout.stdout) == (1, "")
+    assert logout.stderr == (
+        f"error: the credentials file {path} of connection 'ops' cannot be removed"
+        " (Is a directory); remove it by hand\n"
+    )
+    assert (path / "inside").is_dir()
 
 
 # --- auth errors of push ------------------------------------------------------------------
@@ -406,9 +720,6 @@ class BusyTokenEndpoint(FakeOutreach):
 
 
 def test_a_refresh_answered_429_waits_as_asked_then_refreshes(tmp_path: Path) -> None:
-    from engine.auth import TokenManager
-    from engine.credentials import Credentials
-
     spec = load_spec("outreach")
     with BusyTokenEndpoint() as fake, httpx.Client() as http:
         tokens = fake.issue_tokens()
@@ -432,3 +743,246 @@ def test_a_refresh_answered_429_waits_as_asked_then_refreshes(tmp_path: Path) ->
         assert manager.credentials.access_token != tokens["access_token"]
         saved = store.load("acme-sales")
         assert saved is not None and saved.refresh_token == manager.credentials.refresh_token
+
+
+# --- what the token endpoint answers ------------------------------------------------------------
+
+WRONG_CLIENT = (
+    "the OAuth app's client id or secret is wrong (the token endpoint answered HTTP 401"
+    " invalid_client); check DEST_ENGINE_CLIENT_ID and DEST_ENGINE_CLIENT_SECRET"
+)
+LOGIN_AGAIN = "log in again: `dest-engine auth login outreach --connection acme-sales`"
+
+
+class ScriptedTokenEndpoint(FakeOutreach):
+    """The token endpoint answers `answer` (status and JSON body, or a non-JSON 401) instead."""
+
+    answer: tuple[int, dict[str, Any] | None] = (401, None)
+
+    def _oauth_token(self, headers: dict[str, str], body: bytes) -> Any:
+        status, payload = self.answer
+        if payload is None:
+            return fake_outreach._Response(
+                status, b"Unauthorized", [("Content-Type", "text/plain")]
+            )
+        return fake_outreach._json(status, payload)
+
+
+class LineBreakInTokens(FakeOutreach):
+    """The token endpoint's access tokens have a line break after their fifth character."""
+
+    def _oauth_token(self, headers: dict[str, str], body: bytes) -> Any:
+        answer = super()._oauth_token(headers, body)
+        if answer.status == 200:
+            tokens = json.loads(answer.body)
+            tokens["access_token"] = tokens["access_token"][:5] + "\n" + tokens["access_token"][5:]
+            answer.body = json.dumps(tokens).encode()
+        return answer
+
+
+def stored_manager(fake: FakeOutreach, store: CredentialStore, http: httpx.Client) -> TokenManager:
+    """A TokenManager for connection acme-sales, its tokens issued by `fake` an hour ago."""
+    spec = load_spec("outreach")
+    credentials = Credentials("acme-sales", "outreach", "OAUTH2").with_tokens(
+        fake.issue_tokens(), {}, time.time() - 3600
+    )
+    store.save(credentials)
+    oauth = OAuthClient(spec, CLIENT_ID, CLIENT_SECRET, http, Endpoints(override(fake)[1:]))
+    return TokenManager(spec, store, credentials, oauth)
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ((401, {"error": "invalid_client", "error_description": "x"}), WRONG_CLIENT),
+        ((400, {"error": "invalid_client"}), WRONG_CLIENT.replace("HTTP 401", "HTTP 400")),
+        ((401, None), WRONG_CLIENT.replace("HTTP 401 invalid_client", "HTTP 401")),
+        (
+            (401, {"error": "invalid_grant"}),
+            f"the token endpoint refused (HTTP 401 invalid_grant); {LOGIN_AGAIN}",
+        ),
+        (
+            (400, {"error": "invalid_grant"}),
+            f"the token endpoint refused (HTTP 400 invalid_grant); {LOGIN_AGAIN}",
+        ),
+        ((400, {"error": "no\nsuch"}), f"the token endpoint refused (HTTP 400); {LOGIN_AGAIN}"),
+        ((200, None), f"the token endpoint answered HTTP 200 without a JSON object; {LOGIN_AGAIN}"),
+    ],
+)
+def test_a_refused_refresh_says_whether_to_fix_the_oauth_app_or_log_in(
+    tmp_path: Path, answer: tuple[int, dict[str, Any] | None], reason: str
+) -> None:
+    store = CredentialStore(tmp_path)
+    with ScriptedTokenEndpoint() as fake, httpx.Client() as http:
+        fake.answer = answer
+        manager = stored_manager(fake, store, http)
+        before = store.path("acme-sales").read_bytes()
+
+        with pytest.raises(AuthError) as caught:
+            manager.after_unauthorized(manager.auth_data())
+
+    assert str(caught.value) == f"refreshing the access token failed: {reason}"
+    assert store.path("acme-sales").read_bytes() == before
+
+
+def test_push_with_a_wrong_client_secret_says_to_check_the_oauth_app(
+    fake: FakeOutreach, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = fake.issue_tokens()
+    imported = invoke(
+        "auth", "import", "outreach", "--connection", "acme-sales", stdin=json.dumps(tokens)
+    )
+    assert imported.exit_code == 0
+    path = env / "connections" / "acme-sales.json"
+    before = path.read_bytes()
+    fake.expire_all_tokens()
+    monkeypatch.setenv("DEST_ENGINE_CLIENT_SECRET", "wrong-secret-Zq81")
+
+    result = invoke(
+        "push", "outreach", "--activation", str(EXAMPLE_ACTIVATION),
+        "--profiles", str(EXAMPLE_PROFILES), "--concurrency", "1", *override(fake),
+    )  # fmt: skip
+
+    reason = f"refreshing the access token failed: {WRONG_CLIENT}"
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"stopping: {reason}",
+        f"failed OutreachId=1001: {reason}",
+        "read 8 profiles; 3 skipped (2 missing-identity, 1 no-audience); 0 unchanged; 6 staged",
+        "requests: 1 sent, 0 delivered, 0 rejected, 1 failed, 5 pending; 0 retried",
+        f"stopped: {reason}",
+    ]
+    assert path.read_bytes() == before
+    for secret in (
+        tokens["access_token"],
+        tokens["refresh_token"],
+        CLIENT_SECRET,
+        "wrong-secret-Zq81",
+    ):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_login_with_a_wrong_client_secret_says_to_check_the_oauth_app(
+    fake: FakeOutreach, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    browser = Browser()
+    monkeypatch.setattr("webbrowser.open", browser.open)
+    monkeypatch.setenv("DEST_ENGINE_CLIENT_SECRET", "wrong-secret-Zq81")
+
+    result = invoke(
+        "auth", "login", "outreach", "--connection", "sales", "--port", "0", "--timeout", "10",
+        *override(fake),
+    )  # fmt: skip
+
+    browser.join()
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == f"Waiting for the login in your browser...\nerror: {WRONG_CLIENT}\n"
+    assert "wrong-secret-Zq81" not in result.stderr
+    assert not (env / "connections").exists()
+
+
+def test_login_refuses_a_token_with_a_line_break(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    browser = Browser()
+    monkeypatch.setattr("webbrowser.open", browser.open)
+    with LineBreakInTokens(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as fake:
+        result = invoke(
+            "auth", "login", "outreach", "--connection", "sales", "--port", "0",
+            "--timeout", "10", *override(fake),
+        )  # fmt: skip
+        browser.join()
+
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "Waiting for the login in your browser...\n"
+        f"error: access_token in the token response contains a line break at character 6 {TOKEN_RULE}\n"
+    )
+    assert not (env / "connections").exists()
+
+
+def test_a_refresh_refuses_a_token_with_a_line_break(tmp_path: Path) -> None:
+    store = CredentialStore(tmp_path)
+    with (
+        LineBreakInTokens(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as fake,
+        httpx.Client() as http,
+    ):
+        manager = stored_manager(fake, store, http)
+        before = store.path("acme-sales").read_bytes()
+
+        with pytest.raises(AuthError) as caught:
+            manager.after_unauthorized(manager.auth_data())
+
+    assert str(caught.value) == (
+        "refreshing the access token failed: access_token in the token response contains"
+        f" a line break at character 6 {TOKEN_RULE}; {LOGIN_AGAIN}"
+    )
+    assert store.path("acme-sales").read_bytes() == before
+
+
+def test_a_refresh_that_cannot_be_saved_fails_the_run(fake: FakeOutreach, tmp_path: Path) -> None:
+    """The old refresh token is spent: say so, never carry on with tokens lost at exit."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder", encoding="utf-8")
+    with httpx.Client() as http:
+        manager = stored_manager(fake, CredentialStore(tmp_path), http)
+        manager.store = CredentialStore(blocked)
+        used = manager.auth_data()
+
+        with pytest.raises(AuthError) as caught:
+            manager.after_unauthorized(used)
+
+    assert str(caught.value) == (
+        "refreshing the access token failed: the credentials of connection 'acme-sales' cannot"
+        f" be saved in {blocked}/connections (Not a directory); make that folder writable, or"
+        f" choose another with DEST_ENGINE_CONFIG_DIR; {LOGIN_AGAIN}"
+    )
+    assert manager.credentials.access_token == used["accessToken"]
+    assert manager.refreshes == 0
+
+
+def test_login_into_a_config_folder_that_cannot_be_written_exits_1(
+    fake: FakeOutreach, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config-file"
+    config.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("DEST_ENGINE_CONFIG_DIR", str(config))
+    browser = Browser()
+    monkeypatch.setattr("webbrowser.open", browser.open)
+
+    result = invoke(
+        "auth", "login", "outreach", "--connection", "sales", "--port", "0", "--timeout", "10",
+        *override(fake),
+    )  # fmt: skip
+
+    browser.join()
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "Waiting for the login in your browser...\n"
+        f"error: the credentials of connection 'sales' cannot be saved in {config}/connections"
+        " (Not a directory); make that folder writable, or choose another with"
+        " DEST_ENGINE_CONFIG_DIR\n"
+    )
+
+
+def test_login_on_a_port_in_use_exits_1(env: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = invoke("auth", "login", "outreach", "--connection", "sales", "--port", str(port))
+
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"error: cannot listen on 127.0.0.1:{port} for the login's answer (Address already in use);"
+        " choose another with --port\n"
+    )
+
+
+@pytest.mark.parametrize("timeout", ["0", "inf", "nan", "1e20"])
+def test_login_timeout_out_of_range_is_a_usage_error(timeout: str) -> None:
+    result = invoke("auth", "login", "outreach", "--connection", "sales", "--timeout", timeout)
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1].startswith("Error: Invalid value for '--timeout': ")
