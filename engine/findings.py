@@ -115,15 +115,52 @@ def reading(path: Path) -> Iterator[None]:
         raise UnreadableInput(f"{display_path(path)}: permission denied") from None
 
 
+def wide_encoding(head: bytes) -> str | None:
+    """UTF-16 or UTF-32 when a file's first bytes say it is written in one of them, else None.
+
+    By its byte order mark, or by NUL bytes: JSON text starts with an ASCII
+    character, which UTF-16 writes with one NUL byte beside it (UTF-32: three),
+    and UTF-8 JSON never holds a NUL byte.
+    """
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "UTF-32"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16"
+    nul = [byte == 0 for byte in head[:4]]
+    if nul in ([False, True, True, True], [True, True, True, False]):
+        return "UTF-32"
+    if nul[:2] in ([False, True], [True, False]):
+        return "UTF-16"
+    return None
+
+
+def wide_encoding_message(name: str, encoding: str, what: str = "file") -> str:
+    """`name: the file is UTF-16 text; save it as UTF-8`, and how in PowerShell."""
+    how = (
+        " (in PowerShell: Out-File -Encoding utf8)"
+        if (encoding, what) == ("UTF-16", "file")
+        else ""
+    )
+    return f"{name}: the {what} is {encoding} text; save it as UTF-8{how}"
+
+
 def read_text(path: Path) -> str:
-    """Read a UTF-8 file, turning OS errors into `UnreadableInput` with a clear message."""
+    """Read a UTF-8 file (without its byte order mark); unreadable files raise `UnreadableInput`."""
     try:
         with reading(path):
-            return path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
+        encoding = wide_encoding(exc.object[:4])
+        if encoding:
+            raise UnreadableInput(wide_encoding_message(display_path(path), encoding)) from None
         raise UnreadableInput(
             f"{display_path(path)}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
         ) from None
+    if "\x00" in text[:4]:
+        encoding = wide_encoding(text[:4].encode())
+        if encoding:
+            raise UnreadableInput(wide_encoding_message(display_path(path), encoding))
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def load_document(path: Path) -> Document:

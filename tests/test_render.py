@@ -745,7 +745,9 @@ def test_jsonl_line_that_is_not_utf8() -> None:
         main, ["render", "outreach", "--profiles", "-"], input=b'{"a": "\xff"}\n' + ADA.encode()
     )
     assert [r["profiles"] for r in json_lines(result)] == [["line 2"]]
-    assert stderr_lines(result)[1] == "skipped line 1: not UTF-8 text (byte 7)"
+    assert stderr_lines(result)[1] == (
+        "skipped line 1: not UTF-8 text (byte 7); save the file as UTF-8"
+    )
 
 
 def test_jsonl_truncated_line_column() -> None:
@@ -770,6 +772,165 @@ def test_profiles_file_missing() -> None:
         *USING_ACTIVATION,
         "error: tests/data/profiles/nope.jsonl: no such file",
     ]
+
+
+# --- profiles that Python reads but JSON does not have, and file encodings ----------------
+
+GRACE = jsonl(profile(["1002"], "Grace", high="realized"))
+GRACE_ONLY = line(prospect(1002, ["line 2"], firstName="Grace", custom7="realized")) + "\n"
+
+
+def render_bytes(tmp_path: Path, name: str, data: bytes) -> Result:
+    """Render the profiles file `name` holding `data`."""
+    (tmp_path / name).write_bytes(data)
+    return render("outreach", "--profiles", str(tmp_path / name))
+
+
+def with_first_name(value: str) -> str:
+    """ADA's line with `value` (raw JSON text) as her first name."""
+    return ADA.replace('"Ada"', value)
+
+
+@pytest.mark.parametrize(
+    ("escape", "named"),
+    [(r"\ud800", r"\ud800"), (r"x\uDFFF", r"\udfff"), (r"\ud83d x", r"\ud83d")],
+)
+def test_jsonl_unpaired_surrogate_is_skipped(escape: str, named: str) -> None:
+    result = render("outreach", "--profiles", "-", stdin=with_first_name(f'"{escape}"') + GRACE)
+    assert (result.exit_code, result.stdout) == (0, GRACE_ONLY)
+    assert stderr_lines(result) == [
+        *USING_ACTIVATION,
+        f"skipped line 1: contains {named}, an unpaired surrogate escape, which is not valid text",
+        *summary(2, 1, "1 skipped (1 invalid-record)", 1),
+    ]
+
+
+def test_jsonl_paired_surrogates_and_escaped_backslashes_are_text() -> None:
+    stdin = with_first_name(r'"Ada \ud83d\ude00 \\ud800"')
+    result = render("outreach", "--profiles", "-", stdin=stdin)
+    assert json_lines(result)[0]["body"]["data"]["attributes"]["firstName"] == "Ada 😀 \\ud800"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("NaN", "NaN is not a JSON value"),
+        ("Infinity", "Infinity is not a JSON value"),
+        ("-Infinity", "-Infinity is not a JSON value"),
+        ("1e999", "the number 1e999 is too large (it would be Infinity;"),
+    ],
+)
+def test_jsonl_nan_and_infinity_are_skipped(value: str, reason: str) -> None:
+    result = render("outreach", "--profiles", "-", stdin=with_first_name(value) + GRACE)
+    assert (result.exit_code, result.stdout) == (0, GRACE_ONLY)
+    lines = stderr_lines(result)
+    assert lines[1].startswith(f"skipped line 1: invalid JSON: {reason}")
+    assert lines[1].endswith("JSON has no NaN, Infinity or -Infinity)")
+    assert lines[2:] == summary(2, 1, "1 skipped (1 invalid-record)", 1)
+
+
+def test_json_array_nan_says_so_and_where() -> None:
+    text = "[" + ADA + "," + with_first_name("NaN") + "]"
+    result = render("outreach", "--profiles", "-", stdin=text)
+    assert [r["profiles"] for r in json_lines(result)] == [["item 1"]]
+    at = text.index("NaN")
+    assert stderr_lines(result)[1] == (
+        f"skipped after item 1: NaN (byte {at}) is not a JSON value"
+        " (JSON has no NaN, Infinity or -Infinity); the rest of the file cannot be read"
+    )
+
+
+def test_jsonl_nested_too_deeply_is_skipped() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    result = render("outreach", "--profiles", "-", stdin=with_first_name(deep) + GRACE)
+    assert (result.exit_code, result.stdout) == (0, GRACE_ONLY)
+    assert stderr_lines(result)[1] == (
+        "skipped line 1: nested too deeply"
+        " (objects and arrays more than 100 levels inside each other)"
+    )
+
+
+def test_jsonl_depth_limit_counts_levels_not_brackets_in_strings() -> None:
+    at_limit = '{"a": ' + "[" * 99 + '"]]]{{{"' + "]" * 99 + "}\n"
+    over = '{"a": ' + "[" * 100 + "]" * 100 + "}\n"
+    result = render("outreach", "--profiles", "-", stdin=at_limit + over)
+    assert stderr_lines(result)[1:3] == [
+        "skipped line 1: no valid OutreachId: none given",
+        "skipped line 2: nested too deeply"
+        " (objects and arrays more than 100 levels inside each other)",
+    ]
+
+
+def test_json_array_nested_too_deeply_stops_there() -> None:
+    text = "[" + ADA + "," + with_first_name("[" * 20_000 + "]" * 20_000) + "," + ADA + "]"
+    result = render("outreach", "--profiles", "-", stdin=text)
+    assert [r["profiles"] for r in json_lines(result)] == [["item 1"]]
+    at = text.index("[[") + 97  # the item, person and name are 3 levels: this bracket is 101
+    assert stderr_lines(result)[1] == (
+        f"skipped after item 1: an item (byte {at}) is nested too deeply (objects and arrays"
+        " more than 100 levels inside each other); the rest of the file cannot be read"
+    )
+
+
+@pytest.mark.parametrize("name", ["bom.jsonl", "bom.json"])
+def test_utf8_byte_order_mark_is_accepted(tmp_path: Path, name: str) -> None:
+    text = ADA + GRACE if name.endswith("jsonl") else "[" + ADA + "," + GRACE + "]"
+    result = render_bytes(tmp_path, name, b"\xef\xbb\xbf" + text.encode())
+    assert result.exit_code == 0
+    assert len(json_lines(result)) == 2
+    assert stderr_lines(result) == [*USING_ACTIVATION, *summary(2, 2, "0 skipped", 2)]
+
+
+def test_byte_order_mark_inside_jsonl_from_joined_files(tmp_path: Path) -> None:
+    result = render_bytes(tmp_path, "joined.jsonl", (ADA + "\ufeff" + GRACE).encode())
+    assert [r["profiles"] for r in json_lines(result)] == [["line 1"], ["line 2"]]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "says"),
+    [
+        ("utf-16-le", b"\xff\xfe", "UTF-16"),
+        ("utf-16-be", b"\xfe\xff", "UTF-16"),
+        ("utf-16-le", b"", "UTF-16"),
+        ("utf-32-le", b"\xff\xfe\x00\x00", "UTF-32"),
+        ("utf-32-be", b"", "UTF-32"),
+    ],
+)
+def test_utf16_and_utf32_files_are_refused(
+    tmp_path: Path, encoding: str, bom: bytes, says: str
+) -> None:
+    result = render_bytes(tmp_path, "wide.jsonl", bom + (ADA + GRACE).encode(encoding))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    how = " (in PowerShell: Out-File -Encoding utf8)" if says == "UTF-16" else ""
+    assert stderr_lines(result) == [
+        *USING_ACTIVATION,
+        f"error: {tmp_path / 'wide.jsonl'}: the file is {says} text; save it as UTF-8{how}",
+    ]
+
+
+def test_utf16_on_stdin_is_refused() -> None:
+    result = CliRunner().invoke(
+        main, ["render", "outreach", "--profiles", "-"], input=ADA.encode("utf-16")
+    )
+    assert result.exit_code == 2
+    assert stderr_lines(result)[-1] == "error: stdin: the input is UTF-16 text; save it as UTF-8"
+
+
+def test_json_array_not_utf8_gives_the_byte() -> None:
+    data = ("[" + ADA + "," + ADA.replace("Ada", "Adé") + "]").encode("latin-1")
+    result = CliRunner().invoke(main, ["render", "outreach", "--profiles", "-"], input=data)
+    assert [r["profiles"] for r in json_lines(result)] == [["item 1"]]
+    at = data.index("é".encode("latin-1"))
+    assert stderr_lines(result)[1] == (
+        f"skipped after item 1: not UTF-8 text (byte {at});"
+        " the rest of the file cannot be read: save it as UTF-8"
+    )
+
+
+def test_leading_blank_lines_keep_line_numbers() -> None:
+    result = render("outreach", "--profiles", "-", stdin="\n" * 100 + ADA + "  \n" + GRACE)
+    assert [r["profiles"] for r in json_lines(result)] == [["line 101"], ["line 103"]]
 
 
 # --- sample profiles -------------------------------------------------------------------

@@ -992,6 +992,36 @@ def test_folder_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert result.exit_code == 2
 
 
+def test_byte_order_mark_is_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_workspace(tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    act = tmp_path / "act.json"
+    act.write_bytes(b"\xef\xbb\xbf" + (ROOT / "examples/outreach/activation.json").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    result = invoke(SPEC, "--activation", "act.json")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == summary(0, 0) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "says"),
+    [
+        ("utf-16", "UTF-16 text; save it as UTF-8 (in PowerShell: Out-File -Encoding utf8)"),
+        ("utf-16-le", "UTF-16 text; save it as UTF-8 (in PowerShell: Out-File -Encoding utf8)"),
+        ("utf-32", "UTF-32 text; save it as UTF-8"),
+    ],
+)
+def test_utf16_spec_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str, says: str
+) -> None:
+    path = write_workspace(tmp_path)
+    path.write_bytes(path.read_text(encoding="utf-8").encode(encoding))
+    monkeypatch.chdir(tmp_path)
+    result = invoke(SPEC)
+    assert result.stderr == f"error: destinations/outreach.json: the file is {says}\n"
+    assert result.exit_code == 2
+
+
 def test_unknown_destination_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_workspace(tmp_path, name="acme")
     monkeypatch.chdir(tmp_path)
