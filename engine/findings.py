@@ -115,6 +115,12 @@ def reading(path: Path) -> Iterator[None]:
         raise UnreadableInput(f"{display_path(path)}: permission denied") from None
 
 
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for messages: `an object`, `a list`, `a number`, ..."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return "null" if value is None else kinds.get(type(value), "a number")
+
+
 def wide_encoding(head: bytes) -> str | None:
     """UTF-16 or UTF-32 when a file's first bytes say it is written in one of them, else None.
 

@@ -17,6 +17,7 @@ from jinja2 import TemplateSyntaxError
 
 from engine.activation import DEFAULT_NAMESPACE, Activation, Audience
 from engine.aggregation import Aggregator, Batch, NothingToSend
+from engine.findings import json_kind
 from engine.mapping import Mapper, Skipped, TargetProfile
 from engine.profiles import BadRecord, Record
 from engine.spec import Spec, load_spec
@@ -257,9 +258,3 @@ def _well_shaped(section: str, entry: Any) -> bool:
             isinstance(m, dict) and "status" in m for m in entry.values()
         )
     return isinstance(entry, dict)
-
-
-def json_kind(value: Any) -> str:
-    """What a JSON value is, for messages: `an object`, `a list`, `a number`, ..."""
-    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-    return "null" if value is None else kinds.get(type(value), "a number")

@@ -34,6 +34,7 @@ import ijson
 from engine.findings import (
     UnreadableInput,
     display_path,
+    json_kind,
     reading,
     wide_encoding,
     wide_encoding_message,
@@ -382,7 +383,4 @@ def _locate(
 def _as_profile(ref: str, data: Any) -> Record:
     if isinstance(data, dict):
         return ProfileRecord(ref, data)
-    kind = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(data), "a number"
-    )
-    return BadRecord(ref, f"not a JSON object but {kind}")
+    return BadRecord(ref, f"not a JSON object but {json_kind(data)}")

@@ -1456,7 +1456,17 @@ def test_template_target_profiles_not_utf8(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert stderr_lines(result) == [
         *USING_ACTIVATION,
-        f"error: {tmp_path}/targets.json: not UTF-8 text (byte 0); save it as UTF-8",
+        f"error: {tmp_path}/targets.json: the file is UTF-16 text; save it as UTF-8"
+        " (in PowerShell: Out-File -Encoding utf8)",
+    ]
+
+
+def test_template_target_profiles_not_utf8_at_all(tmp_path: Path) -> None:
+    result = render_template_cli(tmp_path, b'[{"a": "\xe9"}]')
+    assert result.exit_code == 2
+    assert stderr_lines(result) == [
+        *USING_ACTIVATION,
+        f"error: {tmp_path}/targets.json: not UTF-8 text (byte 8); save it as UTF-8",
     ]
 
 
