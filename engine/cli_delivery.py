@@ -296,7 +296,7 @@ def _count_lines(profiles: str) -> int | None:
         return None
     try:
         with open(profiles, "rb") as f:
-            if f.read(1) == b"[":
+            if f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
                 return None
             f.seek(0)
             return sum(1 for line in f if line.strip())
