@@ -6,8 +6,8 @@ Generates synthetic Outreach profiles (JSONL), then times
 - render: the engine pipeline (mapping, aggregation, sandboxed templates) over
   the profiles, counting the requests (`Pipeline.run` over `read_profiles`),
 - push: `dest-engine push` of the same, unchanged profiles against a ledger
-  already holding them as delivered (filled through `Sync.stage` and
-  `Ledger.delivered`, as a first push would leave it), pointed at a fake
+  already holding them as delivered (filled through `Sync.stage`,
+  `Ledger.mark_in_flight` and `Ledger.delivered`, as a first push would leave it), pointed at a fake
   Outreach server that must receive no request at all.
 Each is run `--repeat` times, alternating, keeping the best. Prints both times
 and the ratio push / render (target: at most 1.5): a push that finds nothing
@@ -69,6 +69,7 @@ def fill_ledger(profiles: Path) -> tuple[float, int]:
             raise SystemExit(f"a generated profile was skipped: {skipped}")
         identities = [identity for identity, _ref, _projection in ledger.pending_units()]
         for n in range(0, len(identities), 5_000):
+            ledger.mark_in_flight(identities[n : n + 5_000])  # outcomes apply to in-flight rows
             ledger.delivered(identities[n : n + 5_000])
         delivered = ledger.status()["delivered"]
     finally:
