@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from jinja2 import TemplateSyntaxError
 
 from engine import catalog, schema
+from engine.bodycheck import unquoted_prints
 from engine.findings import (
     Document,
     Finding,
@@ -25,7 +26,7 @@ from engine.findings import (
     read_text,
 )
 from engine.namecheck import check_names
-from engine.templating import Kind, TemplateSource, host_allowed, parse, reads
+from engine.templating import JSON_CONTENT, Kind, TemplateSource, host_allowed, parse, reads
 from engine.translation import check_rules
 
 TEMPLATE_POINTERS: list[tuple[str, Kind]] = [
@@ -173,6 +174,12 @@ def _template_file_problem(spec: Spec, file: str) -> str | None:
     return None
 
 
+UNQUOTED = (
+    "a value printed outside a JSON string: text would land without quotes and could add"
+    ' JSON structure; write it inside quotes ("{{ ... }}") or use | tojson'
+)
+
+
 def _source_findings(spec: Spec, doc: Document, source: TemplateSource) -> list[Finding]:
     """Syntax errors and unknown names, located in the template file or the spec."""
 
@@ -188,6 +195,11 @@ def _source_findings(spec: Spec, doc: Document, source: TemplateSource) -> list[
     except TemplateSyntaxError as exc:
         return [finding(exc.lineno, f"template syntax error: {exc.message}")]
     findings = [finding(line, message) for line, message in check_names(spec, source)]
+    content_type = spec.data["destinationServer"]["httpTemplate"].get("contentType") or ""
+    if source.kind == "body" and JSON_CONTENT.match(content_type):
+        fields = spec.data["schemaConfig"]["profileFields"]
+        for line in unquoted_prints(fields, source):
+            findings.append(replace(finding(line, UNQUOTED), severity="warning"))
     if source.kind == "header" and {"authData", "input"} <= reads(source):
         findings.append(
             finding(None, "a header that reads authData cannot also read input; split it in two")

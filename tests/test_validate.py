@@ -446,6 +446,39 @@ def _include(spec: Spec) -> None:
     pass
 
 
+UNQUOTED = (
+    "warning: a value printed outside a JSON string: text would land without quotes and could"
+    ' add JSON structure; write it inside quotes ("{{ ... }}") or use | tojson'
+)
+
+
+@case(
+    "body-prints-text-outside-quotes",
+    [
+        f"templates/outreach/prospect.json.j2:4: {UNQUOTED}",
+        f"templates/outreach/prospect.json.j2:5: {UNQUOTED}",
+        f"templates/outreach/prospect.json.j2:6: {UNQUOTED}",
+        summary(0, 3),
+    ],
+    templates=body_with(
+        '    "type": "prospect",\n',
+        '    "type": "prospect",\n'
+        '    "first": {{ input.profile.attributes.firstName.value }},\n'
+        '    "n": {{ input.profile.attributes.firstName.value ~ "x" }},\n'
+        '    "k": {{ input.profile.identityMap.OutreachId[0].id | lower }},\n'
+        '    "quoted": "{{ input.profile.attributes.firstName.value }} \\"{{ 1 }}\\"",\n'
+        '    "score": {{ input.profile.attributes.score.value }},\n'
+        '    "opted": {{ input.profile.attributes.optedOut.value if true else 1 }},\n'
+        '    "json": {{ input.profile.attributes.firstName.value | tojson }},\n'
+        '    "len": {{ input.profile.attributes.firstName.value | length }},\n'
+        '    "same": {{ input.profile.attributes.firstName.value == "a" }},\n',
+    ),
+    exit_code=0,
+)
+def _unquoted(spec: Spec) -> None:
+    pass
+
+
 @case(
     "inline-template-syntax-error",
     [
