@@ -54,6 +54,7 @@ from engine.output import (
 from engine.pipeline import (
     RENDER_ERROR,
     Pipeline,
+    preview_activation,
     redacted_auth_data,
     target_problem,
     template_groups,
@@ -347,9 +348,12 @@ def _render_template(
     """`render --template`: each aggregation group's output; exit 1 if a group fails."""
     if not (template_path and target_path):
         raise click.UsageError("--template and --target-profiles go together")
-    act = load_activation(
-        _default_example(spec, activation, "activation.json", "--activation"), spec
-    )
+    if activation is None and example_path(spec.destination, "activation.json") is None:
+        act = preview_activation(spec)  # no aliases or customerData to read
+    else:
+        act = load_activation(
+            _default_example(spec, activation, "activation.json", "--activation"), spec
+        )
     targets = _target_profiles(Path(target_path))
     path = Path(template_path)
     source = TemplateSource(read_text(path), "JINJA", display_path(path), "", "body", path)

@@ -66,6 +66,7 @@ class Credentials:
         access_name = paths.get("access", "access_token")
         refresh_name = paths.get("refresh", "refresh_token")
         expires_name = paths.get("expires", "expires_in")
+        tokens = _usual_spellings(tokens, expires_name)
         access = tokens.get(access_name)
         if access is None or access == "":
             raise CredentialError(f"{source} has no {access_name}")
@@ -184,6 +185,18 @@ def _number(value: Any, low: float, high: float, what: str) -> str | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high:
         return None
     return f"must be {what}, not {_shown(value)}"
+
+
+def _usual_spellings(tokens: dict[str, Any], expires_name: str) -> dict[str, Any]:
+    """Spellings some token endpoints use: the lifetime as a numeric string, scopes as a list."""
+    tokens = dict(tokens)
+    expires = tokens.get(expires_name)
+    if isinstance(expires, str) and re.fullmatch(r"[0-9]+(\.[0-9]+)?", expires.strip()):
+        tokens[expires_name] = float(expires)
+    scope = tokens.get("scope")
+    if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
+        tokens["scope"] = " ".join(scope)
+    return tokens
 
 
 def _lifetime(value: Any) -> str | None:

@@ -143,6 +143,17 @@ def to_map(value: Any) -> Any:
     return value
 
 
+def preview_activation(
+    spec: Spec,
+    audiences: tuple[Audience, ...] = (),
+    customer_data: Mapping[str, Any] | None = None,
+) -> Activation:
+    """An activation for trying templates: these audiences and customerData, no mappings."""
+    return Activation(
+        spec.path, spec.destination, "preview", dict(customer_data or {}), (), audiences
+    )
+
+
 def render_template(
     template: str,
     target_profiles: list[dict[str, Any]],
@@ -165,9 +176,7 @@ def render_template(
         Audience(audience_id, None, DEFAULT_NAMESPACE, alias)
         for audience_id, alias in (aliases or {}).items()
     )
-    activation = Activation(
-        spec.path, spec.destination, "preview", dict(customer_data or {}), (), audiences
-    )
+    activation = preview_activation(spec, audiences, customer_data)
     source = TemplateSource(template, "JINJA", "<template>", "", "body", Path("<template>"))
     groups = []
     for group in template_groups(source, target_profiles, spec, activation):

@@ -300,11 +300,8 @@ class _CheckedArray:
         chunk = self._stream.read(size)
         if size == 0:
             return chunk
-        while chunk and chunk[-1] in _CONSTANT_LETTERS and _PART_OF_CONSTANT.search(chunk[-9:]):
-            more = self._stream.read(8)  # the rest of NaN or Infinity, to name it
-            if not more:
-                break
-            chunk += more
+        if chunk and chunk[-1] in _CONSTANT_LETTERS and _PART_OF_CONSTANT.search(chunk[-9:]):
+            chunk += self._stream.read(8)  # the rest of NaN or Infinity, to name it (once)
         found = self._check_utf8(chunk)
         end = len(chunk) if found is None else found[0]
         found = self._check_structure(chunk[:end]) or found

@@ -93,6 +93,13 @@ class TemplateEnvironment(SandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """`str.format` in templates gives plain text, even on `tojson` output."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        return lambda *args, **kwargs: str(wrapped(*args, **kwargs))
+
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for items, times in ((left, right), (right, left)):

@@ -195,7 +195,7 @@ def render_message(
     }
     try:
         text = _message_template(template).render(values)
-    except TemplateError as exc:
+    except (TemplateError, ValueError, TypeError) as exc:  # e.g. tojson of NaN in a response
         return f"{template} (the message could not be rendered: {exc})"
     return " ".join(str(text).split())
 

@@ -384,7 +384,7 @@ GOOD_SET = (
         ('"token_type": "bearer\\n"', f"contains a line break at character 7 {TOKEN_RULE}"),
         ('"token_type": true', "must be a string, not true"),
         (
-            '"scope": ["prospects.read"]',
+            '"scope": ["prospects.read", 7]',
             "must be a string of scopes separated by spaces, not a list",
         ),
         (
@@ -397,7 +397,7 @@ GOOD_SET = (
         ('"expires_in": 0', f"{LIFETIME}, not 0"),
         ('"expires_in": 315360001', f"{LIFETIME}, not 315360001"),
         ('"expires_in": 1' + "0" * 40, f"{LIFETIME}, not 10000000000000000..."),
-        ('"expires_in": "7200"', f"{LIFETIME}, not a string"),
+        ('"expires_in": "two hours"', f"{LIFETIME}, not a string"),
         ('"expires_in": true', f"{LIFETIME}, not true"),
         ('"expires_in": [7200]', f"{LIFETIME}, not a list"),
     ],
@@ -424,7 +424,8 @@ def test_import_refuses_a_token_set_unfit_for_requests(env: Path, field: str, me
 
 def test_import_accepts_a_fractional_lifetime_and_none_at_all(env: Path) -> None:
     path = env / "connections" / "ops.json"
-    for lifetime, expected in (("7199.5", 7199.5), ("315360000", 315360000), ("null", None)):
+    cases = (("7199.5", 7199.5), ("315360000", 315360000), ("null", None), ('"7200"', 7200))
+    for lifetime, expected in cases:
         result = invoke(
             "auth", "import", "outreach", "--connection", "ops",
             stdin=f'{GOOD_SET}, "expires_in": {lifetime}}}',
@@ -436,6 +437,14 @@ def test_import_accepts_a_fractional_lifetime_and_none_at_all(env: Path) -> None
             None if stored["expires_at"] is None else stored["expires_at"] - stored["obtained_at"]
         )
         assert expires_in == expected
+
+
+def test_import_accepts_scopes_as_a_list(env: Path) -> None:
+    stdin = f'{GOOD_SET}, "scope": ["prospects.read", "prospects.write"]}}'
+    result = invoke("auth", "import", "outreach", "--connection", "ops", stdin=stdin)
+    assert result.exit_code == 0, result.stderr
+    stored = json.loads((env / "connections" / "ops.json").read_text(encoding="utf-8"))
+    assert stored["scope"] == ["prospects.read", "prospects.write"]
 
 
 def scaffold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, auth_type: str, header: str) -> None:

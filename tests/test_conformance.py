@@ -41,7 +41,7 @@ from engine.profiles import ProfileRecord, read_profiles
 from engine.samples import sample_profiles
 from engine.spec import Spec, check_spec, load_spec
 from engine.templating import Request, host_allowed
-from engine.translation import EXAMPLE_NOW, Response, translate
+from engine.translation import EXAMPLE_NOW, Response, render_message, translate
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "destinations").glob("*.json"))
@@ -431,7 +431,7 @@ def outreach_variant(tmp_path: Path, url: str | None = None, body: str | None = 
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
     spec_path = tmp_path / "destinations" / "outreach.json"
     spec_path.write_text(json.dumps(data), encoding="utf-8")
-    assert check_spec(str(spec_path)) == []
+    assert [f for f in check_spec(str(spec_path)) if f.severity == "error"] == []
     return load_spec(str(spec_path))
 
 
@@ -494,6 +494,36 @@ def test_no_filter_lets_a_value_out_of_its_json_string(tmp_path: Path, expressio
     assert isinstance(request.json_body["name"], str)
     if expression in ("v", "v | safe", "v | string"):
         assert request.json_body == {"name": value}
+
+
+@pytest.mark.parametrize(
+    "expression", ['("{}" | tojson).format(v)', '("{v}" | tojson).format_map({"v": v})']
+)
+def test_format_on_tojson_output_gives_plain_text(tmp_path: Path, expression: str) -> None:
+    body = (
+        '{"data": {"attributes": {"firstName": '
+        "{% set v = input.profile.attributes.firstName.value %}{{ " + expression + " }}}}}"
+    )
+    spec = outreach_variant(tmp_path, body=body)
+    activation = load_activation(ROOT / "examples" / "outreach" / "activation.json", spec)
+    profile = {
+        "identityMap": {"Oid": [{"id": "1"}]},
+        "person": {"name": {"firstName": 'x", "optedOut": true, "y": "z'}},
+        "segmentMembership": {"ups": {activation.audiences[0].id: {"status": "realized"}}},
+    }
+    (skipped,) = render(spec, activation, [ProfileRecord("line 1", profile)])
+    assert isinstance(skipped, Skipped)  # escaped again, so no longer JSON: never sent
+    assert skipped.category == "render-error"
+    assert "the rendered body is not valid JSON" in skipped.reason
+
+
+def test_error_messages_render_even_with_nan_in_the_response() -> None:
+    message = "rejected: {{ response.body.errors[0] | tojson }}"
+    response = Response(422, {}, {"errors": [{"detail": float("nan")}]})
+    assert render_message(message, response) == (
+        f"{message} (the message could not be rendered:"
+        " Out of range float values are not JSON compliant)"
+    )
 
 
 SCORE = '{"v": {{ input.profile.attributes.score.value }}}'

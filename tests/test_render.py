@@ -1470,6 +1470,21 @@ def test_template_target_profiles_not_utf8_at_all(tmp_path: Path) -> None:
     ]
 
 
+def test_template_for_a_spec_without_a_bundled_example(tmp_path: Path) -> None:
+    """No example activation to take aliases from: the template renders without them."""
+    template = tmp_path / "t.j2"
+    template.write_text('{"emails": {{ input.profile.identityMap.email | tojson }}}\n')
+    targets = tmp_path / "targets.json"
+    targets.write_text('[{"identityMap": {"email": [{"id": "a@example.com"}]}}]')
+    args = ["--template", str(template), "--target-profiles", str(targets)]
+    result = render("tests/data/destinations/dsdk-single.json", *args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        '--- group 1, aggregationKey null\n{"emails": [{"id": "a@example.com"}]}\n'
+    )
+    assert stderr_lines(result) == ["1 target profile: 1 group rendered"]
+
+
 def test_template_profile_with_no_identity_says_why(tmp_path: Path) -> None:
     result = render_template_cli(tmp_path, "[{}]")
     assert result.exit_code == 0
