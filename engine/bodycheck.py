@@ -18,20 +18,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
-
-from engine.templating import TemplateSource, parse
+from jinja2 import nodes
 
 NOT_TEXT_FILTERS = {"tojson", "raw", "int", "float", "length", "count", "abs", "round"}
 NOT_TEXT_NODES = (nodes.Compare, nodes.Not, nodes.Test, nodes.Sub, nodes.Div, nodes.FloorDiv)
 
 
-def unquoted_prints(profile_fields: list[dict[str, Any]], source: TemplateSource) -> list[int]:
-    """The lines of prints outside a JSON string that could print text from the data."""
-    try:
-        tree = parse(source)
-    except TemplateSyntaxError:
-        return []
+def unquoted_prints(profile_fields: list[dict[str, Any]], tree: nodes.Template) -> list[int]:
+    """The lines of prints outside a JSON string that could print text from the data.
+
+    `tree`: the body template, parsed.
+    """
     typed = {
         f["name"]
         for f in profile_fields

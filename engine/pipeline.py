@@ -31,6 +31,7 @@ from engine.templating import (
     TemplateSource,
     auth_data_fields,
     compile_source,
+    has_json_body,
     render_source,
 )
 
@@ -202,7 +203,7 @@ def template_groups(
         problem = target_problem(profile)
         if problem:
             raise ValueError(f"item {i}: {problem}")
-    is_json = RequestTemplates.from_spec(spec).is_json
+    is_json = has_json_body(spec)
     try:
         compiled = compile_source(source, "json" if is_json else "text")
     except TemplateSyntaxError as exc:

@@ -26,7 +26,14 @@ from engine.findings import (
     read_text,
 )
 from engine.namecheck import check_names
-from engine.templating import JSON_CONTENT, Kind, TemplateSource, host_allowed, parse, reads
+from engine.templating import (
+    Kind,
+    TemplateSource,
+    has_json_body,
+    host_allowed,
+    parse,
+    reads,
+)
 from engine.translation import check_rules
 
 TEMPLATE_POINTERS: list[tuple[str, Kind]] = [
@@ -191,14 +198,13 @@ def _source_findings(spec: Spec, doc: Document, source: TemplateSource) -> list[
         return Finding(doc.name, message + detail, source.pointer, spec_line, column)
 
     try:
-        parse(source)
+        tree = parse(source)
     except TemplateSyntaxError as exc:
         return [finding(exc.lineno, f"template syntax error: {exc.message}")]
     findings = [finding(line, message) for line, message in check_names(spec, source)]
-    content_type = spec.data["destinationServer"]["httpTemplate"].get("contentType") or ""
-    if source.kind == "body" and JSON_CONTENT.match(content_type):
+    if source.kind == "body" and has_json_body(spec):
         fields = spec.data["schemaConfig"]["profileFields"]
-        for line in unquoted_prints(fields, source):
+        for line in unquoted_prints(fields, tree):
             findings.append(replace(finding(line, UNQUOTED), severity="warning"))
     if source.kind == "header" and {"authData", "input"} <= reads(source):
         findings.append(

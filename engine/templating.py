@@ -395,8 +395,7 @@ class RequestTemplates:
     def from_spec(cls, spec: Spec) -> RequestTemplates:
         """Compile the spec's templates (the spec must have passed validation)."""
         http = spec.data["destinationServer"]["httpTemplate"]
-        content_type = http.get("contentType")
-        is_json = bool(content_type and JSON_CONTENT.match(content_type))
+        is_json = has_json_body(spec)
         url = spec.template_source("/destinationServer/urlBasedDestination/url", "url")
         body = spec.template_source("/destinationServer/httpTemplate/requestBody", "body")
         headers = []
@@ -408,7 +407,7 @@ class RequestTemplates:
         return cls(
             spec=spec,
             method=http["httpMethod"],
-            content_type=content_type,
+            content_type=http.get("contentType"),
             is_json=is_json,
             url=(url, compile_source(url, "url")),
             headers=headers,
@@ -449,6 +448,12 @@ class RequestTemplates:
             }
             cached = self._auth_cache = (key, rendered)
         return cached[1]
+
+
+def has_json_body(spec: Spec) -> bool:
+    """Whether the spec's body is JSON (`application/json`, `application/...+json`)."""
+    content_type = spec.data["destinationServer"]["httpTemplate"].get("contentType")
+    return bool(content_type and JSON_CONTENT.match(content_type))
 
 
 def reads(source: TemplateSource) -> set[str]:
