@@ -115,6 +115,22 @@ def reading(path: Path) -> Iterator[None]:
         raise UnreadableInput(f"{display_path(path)}: permission denied") from None
 
 
+NO_CONSTANTS = "JSON has no NaN, Infinity or -Infinity"
+
+
+class NotJsonValue(ValueError):
+    """A value Python's json module reads but JSON (and the APIs) do not have: NaN, Infinity."""
+
+    def __init__(self, value: str, message: str) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+def refuse_constant(name: str) -> Any:
+    """`parse_constant` for JSON decoders: NaN, Infinity and -Infinity are errors."""
+    raise NotJsonValue(name, f"{name} is not a JSON value ({NO_CONSTANTS})")
+
+
 def json_kind(value: Any) -> str:
     """What a JSON value is, for messages: `an object`, `a list`, `a number`, ..."""
     kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}

@@ -32,10 +32,13 @@ from typing import IO, Any, NamedTuple
 import ijson
 
 from engine.findings import (
+    NO_CONSTANTS,
+    NotJsonValue,
     UnreadableInput,
     display_path,
     json_kind,
     reading,
+    refuse_constant,
     wide_encoding,
     wide_encoding_message,
 )
@@ -113,25 +116,15 @@ def _skip_blank(stream: io.BufferedReader[Any], offset: int) -> tuple[bytes, int
 # --- JSON Lines ------------------------------------------------------------------------
 
 
-class _NotJSON(Exception):
-    """A value that the json module reads but JSON does not have."""
-
-
-_NO_CONSTANTS = "JSON has no NaN, Infinity or -Infinity"
-
-
-def _constant(name: str) -> Any:
-    raise _NotJSON(f"{name} is not a JSON value ({_NO_CONSTANTS})")
-
-
 def _finite(text: str) -> float:
     value = float(text)
     if math.isinf(value):
-        raise _NotJSON(f"the number {text} is too large (it would be Infinity; {_NO_CONSTANTS})")
+        message = f"the number {text} is too large (it would be Infinity; {NO_CONSTANTS})"
+        raise NotJsonValue(text, message)
     return value
 
 
-_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_finite)
+_DECODER = json.JSONDecoder(parse_constant=refuse_constant, parse_float=_finite)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -158,7 +151,7 @@ def _line_record(ref: str, raw_line: bytes) -> Record | None:
         if raw_line.startswith(_BOM):  # a byte order mark, as in files joined with `cat`
             return _line_record(ref, raw_line[len(_BOM) :])
         return BadRecord(ref, f"invalid JSON: {exc.msg} at column {exc.colno}")
-    except _NotJSON as exc:
+    except NotJsonValue as exc:
         return BadRecord(ref, f"invalid JSON: {exc}")
     except RecursionError:
         return BadRecord(ref, _TOO_DEEP)
@@ -372,7 +365,7 @@ def _locate(
         elif token in (b"]", b"}"):
             depth -= 1
         else:
-            message = f"{token.decode()} (byte {at}) is not a JSON value ({_NO_CONSTANTS})"
+            message = f"{token.decode()} (byte {at}) is not a JSON value ({NO_CONSTANTS})"
             return match.start(), _ArrayProblem(message)
     return None
 

@@ -38,6 +38,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, LoopContext, Undefined, new_context
 from jinja2.sandbox import SandboxedEnvironment
 
+from engine.findings import NotJsonValue, refuse_constant
+
 if TYPE_CHECKING:
     from engine.aggregation import Batch
     from engine.spec import Spec
@@ -496,9 +498,9 @@ class BoundTemplates:
                 f"{t.body[0].where(None)}: the rendered body has the key {exc.key!r} twice,"
                 " so one value would be lost; check the mappings"
             ) from None
-        except NonJsonConstant as exc:
+        except NotJsonValue as exc:
             raise RenderError(
-                f"{t.body[0].where(None)}: the rendered body has {exc.constant}, which JSON"
+                f"{t.body[0].where(None)}: the rendered body has {exc.value}, which JSON"
                 " does not allow; check the template and the profile's values"
             ) from None
         except json.JSONDecodeError as exc:
@@ -530,18 +532,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-class NonJsonConstant(ValueError):
-    def __init__(self, constant: str) -> None:
-        super().__init__(constant)
-        self.constant = constant
-
-
-def _refuse_constant(constant: str) -> Any:
-    """NaN and Infinity: Python's JSON reader accepts them, JSON and the APIs do not."""
-    raise NonJsonConstant(constant)
-
-
-BODY_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+BODY_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=refuse_constant)
 
 
 def _header(name: str, source: TemplateSource, value: str) -> str:
