@@ -50,6 +50,7 @@ from engine.endpoints import Endpoints
 from engine.findings import InvalidInput, UnreadableInput
 from engine.ledger import Ledger, default_path
 from engine.pipeline import RENDER_ERROR, Pipeline, redacted_auth_data
+from engine.profiles import is_json_array
 from engine.ratelimit import RateLimiter, clock_time
 from engine.spec import Spec
 from engine.sync import Sync
@@ -295,10 +296,9 @@ def _count_lines(profiles: str) -> int | None:
     if profiles == "-":
         return None
     try:
+        if is_json_array(Path(profiles)):
+            return None
         with open(profiles, "rb") as f:
-            if f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
-                return None
-            f.seek(0)
             return sum(1 for line in f if line.strip())
     except OSError:
         return None

@@ -83,6 +83,14 @@ def read_profiles(source: str | Path) -> Iterator[Record]:
         yield from _read(handle, display_path(path), "file")
 
 
+def is_json_array(path: Path) -> bool:
+    """Whether a profiles file holds a JSON array (else JSON Lines), as `read_profiles` decides."""
+    with path.open("rb") as stream:
+        if stream.peek(len(_BOM)).startswith(_BOM):
+            stream.read(len(_BOM))
+        return _skip_blank(stream, 0)[0] == b"["
+
+
 def _read(raw: IO[bytes], name: str, what: str) -> Iterator[Record]:
     stream = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]
     head = stream.peek(4)[:4]
